@@ -1,0 +1,2 @@
+//! ringload: placeholder until the generator lands.
+fn main() {}

@@ -1,0 +1,16 @@
+//! # ringlb
+//!
+//! A thread-per-core HTTP/1.1 load balancer on monoio (io_uring, epoll fallback).
+//!
+//! # Layout
+//! - [`config`]: the TOML file -> a validated [`config::Config`].
+//! - [`runtime`]: worker threads (pinned, one monoio runtime each), listeners, shutdown.
+//! - [`proxy`]: one client connection: read request, route, forward, stream back.
+//! - [`http`]: request/response heads, body framing, header rewriting.
+//! - [`upstream`]: the published snapshot of upstreams, servers' live state, balancing.
+//! - [`pool`]: the per-worker idle upstream connection pool.
+//! - [`control`]: the control thread: health checks, reloads, publishing snapshots.
+//! - [`admin`]: `/metrics`, `/status` and the HTML status page.
+//! - [`metrics`]: per-worker counters and how they are summed.
+
+pub mod config;

@@ -1,0 +1,2 @@
+//! The `ringlb` command line.
+fn main() {}
