@@ -14,3 +14,4 @@
 //! - [`metrics`]: per-worker counters and how they are summed.
 
 pub mod config;
+pub mod upstream;

@@ -1,0 +1,88 @@
+//! The immutable upstream table that workers read through `arc-swap`.
+//!
+//! A `Snapshot` is built once per configuration generation (start, reload) and whenever the
+//! control thread has something new to say; workers `load()` it per request and never lock.
+//! Everything that can be computed ahead (weight totals, the ketama ring) is computed here.
+
+use std::sync::Arc;
+
+use crate::config::{Config, ServerCfg, UpstreamCfg};
+use crate::upstream::balance::Precomputed;
+use crate::upstream::state::{PeerState, Registry};
+
+/// One published view of every upstream.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Bumped on every successful reload.
+    pub generation: u64,
+    pub config: Arc<Config>,
+    /// Same order as `config.upstreams`, so a `Location::upstream` index works on both.
+    pub upstreams: Vec<Upstream>,
+}
+
+/// One upstream group: its settings, its servers, and its precomputed selection tables.
+#[derive(Debug)]
+pub struct Upstream {
+    pub index: usize,
+    pub cfg: UpstreamCfg,
+    /// Primaries first, then backups (`cfg.servers` order).
+    pub peers: Vec<Peer>,
+    /// `peers[..primaries]` are primaries, the rest backups.
+    pub primaries: usize,
+    pub pre: Precomputed,
+}
+
+/// One server of an upstream.
+#[derive(Debug)]
+pub struct Peer {
+    pub cfg: ServerCfg,
+    pub state: Arc<PeerState>,
+}
+
+impl Snapshot {
+    /// Builds the snapshot for `config`, reusing the live state of servers that were already
+    /// known to `registry`.
+    pub fn build(config: Arc<Config>, registry: &Registry, generation: u64) -> Snapshot {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(index, cfg)| Upstream::build(index, cfg, registry))
+            .collect();
+        Snapshot {
+            generation,
+            config,
+            upstreams,
+        }
+    }
+}
+
+impl Upstream {
+    pub fn build(index: usize, cfg: &UpstreamCfg, registry: &Registry) -> Upstream {
+        let peers: Vec<Peer> = cfg
+            .servers
+            .iter()
+            .map(|s| Peer {
+                cfg: s.clone(),
+                state: registry.peer(&cfg.name, s.addr),
+            })
+            .collect();
+        let primaries = cfg.servers.iter().take_while(|s| !s.backup).count();
+        let pre = Precomputed::build(cfg, &peers, primaries);
+        Upstream {
+            index,
+            cfg: cfg.clone(),
+            peers,
+            primaries,
+            pre,
+        }
+    }
+
+    pub fn primary_peers(&self) -> &[Peer] {
+        &self.peers[..self.primaries]
+    }
+
+    pub fn backup_peers(&self) -> &[Peer] {
+        &self.peers[self.primaries..]
+    }
+}
