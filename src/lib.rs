@@ -14,4 +14,5 @@
 //! - [`metrics`]: per-worker counters and how they are summed.
 
 pub mod config;
+pub mod http;
 pub mod upstream;

@@ -1,0 +1,132 @@
+//! HTTP/1.1 message heads and bodies: parsing request and response heads into offsets
+//! (`request`, `response`), body framing and the chunked decoder (`body`, `chunked`), and
+//! writing the heads ringlb forwards (`rewrite`), with `proxy_set_header` templates
+//! (`template`).
+
+pub mod body;
+pub mod chunked;
+pub mod request;
+pub mod response;
+pub mod rewrite;
+pub mod template;
+
+use std::ops::Range;
+
+/// Most headers a request or response may carry; more is a 431 (request) or a 502
+/// (response). nginx has no count limit but a byte limit; 100 is what hyper and most
+/// servers allow and far above real traffic.
+pub const MAX_HEADERS: usize = 100;
+
+/// A header of a parsed head, as offsets into the buffer the head was parsed from, so
+/// that a head is parsed without allocating.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeaderSpan {
+    pub name: (u32, u32),
+    pub value: (u32, u32),
+}
+
+impl HeaderSpan {
+    pub fn name<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.name.0 as usize..self.name.1 as usize]
+    }
+
+    pub fn value<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.value.0 as usize..self.value.1 as usize]
+    }
+}
+
+pub(crate) fn span_of(buf: &[u8], part: &[u8]) -> (u32, u32) {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    (start as u32, (start + part.len()) as u32)
+}
+
+pub(crate) fn range_of(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let (a, b) = span_of(buf, part);
+    a as usize..b as usize
+}
+
+/// Hop-by-hop headers (RFC 9110 7.6.1 plus the legacy ones) that a proxy never forwards;
+/// Transfer-Encoding and Content-Length are also dropped because ringlb re-frames every
+/// body itself.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP: [&[u8]; 9] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"proxy-authenticate",
+    ];
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Whether the comma-separated `list` has `token` (case-insensitive, as Connection and
+/// Transfer-Encoding values are).
+pub fn has_token(list: &[u8], token: &[u8]) -> bool {
+    list.split(|&b| b == b',')
+        .any(|t| trim(t).eq_ignore_ascii_case(token))
+}
+
+pub fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Writes `n` in decimal without allocating.
+pub fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+/// Writes `n` in lower-case hex (chunk sizes) without allocating.
+pub fn push_hex(out: &mut Vec<u8>, n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut tmp = [0u8; 16];
+    let mut i = tmp.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        tmp[i] = DIGITS[(n & 15) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_and_numbers() {
+        assert!(has_token(b"keep-alive, Upgrade", b"upgrade"));
+        assert!(!has_token(b"keep-alive", b"close"));
+        let mut v = Vec::new();
+        push_decimal(&mut v, 0);
+        v.push(b' ');
+        push_decimal(&mut v, 1234567);
+        v.push(b' ');
+        push_hex(&mut v, 0x1f40);
+        assert_eq!(v, b"0 1234567 1f40");
+    }
+}

@@ -1,0 +1,451 @@
+//! Request heads: parsed with httparse into offsets, checked against RFC 9112's framing
+//! rules so that nothing ambiguous is ever forwarded (request smuggling).
+
+use super::{has_token, range_of, span_of, trim, HeaderSpan, MAX_HEADERS};
+
+/// Longest request target: nginx answers 414 when the request line outgrows its 8 KiB
+/// large header buffer.
+pub const MAX_URI_BYTES: usize = 8192;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Options,
+    Patch,
+    Trace,
+    Other,
+}
+
+impl Method {
+    fn from_bytes(m: &[u8]) -> Method {
+        match m {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"OPTIONS" => Method::Options,
+            b"PATCH" => Method::Patch,
+            b"TRACE" => Method::Trace,
+            _ => Method::Other,
+        }
+    }
+
+    /// nginx retries everything but POST, LOCK and PATCH once sent (`non_idempotent`).
+    /// Unknown methods are treated as non-idempotent: a retry must never repeat a side
+    /// effect we cannot reason about.
+    pub fn is_idempotent(self) -> bool {
+        !matches!(self, Method::Post | Method::Patch | Method::Other)
+    }
+}
+
+/// How the request body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestBody {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// A parsed request head; spans index the buffer it was parsed from.
+#[derive(Debug)]
+pub struct RequestHead {
+    pub method: Method,
+    pub method_span: (u32, u32),
+    /// The target as forwarded: origin-form path and query (absolute-form is reduced to it).
+    pub target: (u32, u32),
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    pub headers: Vec<HeaderSpan>,
+    /// Bytes of the head, including the blank line.
+    pub head_len: usize,
+    pub body: RequestBody,
+    /// The Host header, or the authority of an absolute-form target.
+    pub host: Option<(u32, u32)>,
+    /// Whether the client wants the connection kept after this request.
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    /// `Connection: upgrade` with an `Upgrade` header: a tunnel if the backend agrees.
+    pub upgrade: bool,
+    /// The Connection header's value, whose tokens name more hop-by-hop headers.
+    pub connection: Option<(u32, u32)>,
+}
+
+impl Default for RequestHead {
+    fn default() -> Self {
+        RequestHead {
+            method: Method::Get,
+            method_span: (0, 0),
+            target: (0, 0),
+            minor: 1,
+            headers: Vec::with_capacity(32),
+            head_len: 0,
+            body: RequestBody::None,
+            host: None,
+            keep_alive: true,
+            expect_continue: false,
+            upgrade: false,
+            connection: None,
+        }
+    }
+}
+
+/// What is wrong with a request; each maps to exactly one status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("bad request: {0}")]
+    Bad(&'static str),
+    #[error("request header fields too large")]
+    HeadTooLarge,
+    #[error("request URI too long")]
+    UriTooLong,
+    #[error("HTTP version not supported")]
+    Version,
+    #[error("transfer coding not implemented")]
+    NotImplemented,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+impl RequestError {
+    pub fn status(self) -> u16 {
+        match self {
+            RequestError::Bad(_) => 400,
+            RequestError::HeadTooLarge => 431,
+            RequestError::UriTooLong => 414,
+            RequestError::Version => 505,
+            RequestError::NotImplemented => 501,
+            RequestError::MethodNotAllowed => 405,
+        }
+    }
+}
+
+/// Parses the head at the start of `buf` into `head`. `Ok(false)`: incomplete, read more.
+pub fn parse(buf: &[u8], head: &mut RequestHead) -> Result<bool, RequestError> {
+    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut raw);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if let Some(method_end) = req.method.map(|m| m.len()) {
+                // A request line still unfinished past the URI limit is a 414, not a 431.
+                if req.path.is_none() && buf.len() > MAX_URI_BYTES + method_end + 1 {
+                    let line_done = buf.iter().take(MAX_URI_BYTES + 64).any(|&b| b == b'\n');
+                    if !line_done {
+                        return Err(RequestError::UriTooLong);
+                    }
+                }
+            }
+            return Ok(false);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeadTooLarge),
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
+        Err(httparse::Error::HeaderName) => {
+            return Err(RequestError::Bad("invalid header name"));
+        }
+        Err(httparse::Error::HeaderValue) => {
+            return Err(RequestError::Bad("invalid header value"));
+        }
+        Err(httparse::Error::Token) => return Err(RequestError::Bad("invalid method")),
+        Err(httparse::Error::NewLine) => return Err(RequestError::Bad("invalid line ending")),
+        Err(_) => return Err(RequestError::Bad("malformed request")),
+    };
+    let method = req.method.unwrap_or("");
+    let path = req.path.unwrap_or("");
+    if path.len() > MAX_URI_BYTES {
+        return Err(RequestError::UriTooLong);
+    }
+    head.method = Method::from_bytes(method.as_bytes());
+    head.method_span = span_of(buf, method.as_bytes());
+    head.minor = req.version.unwrap_or(1);
+    head.head_len = head_len;
+    head.headers.clear();
+    head.body = RequestBody::None;
+    head.host = None;
+    head.expect_continue = false;
+    head.upgrade = false;
+    head.connection = None;
+
+    if method == "CONNECT" {
+        return Err(RequestError::MethodNotAllowed);
+    }
+    head.target = target_of(buf, path.as_bytes(), method, head)?;
+
+    let mut content_length: Option<u64> = None;
+    let mut host_headers = 0;
+    let mut chunked = false;
+    let mut upgrade_header = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        let value = h.value;
+        head.headers.push(HeaderSpan {
+            name: span_of(buf, name),
+            value: span_of(buf, value),
+        });
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                host_headers += 1;
+                if host_headers > 1 {
+                    return Err(RequestError::Bad("more than one Host header"));
+                }
+                if !valid_host(trim(value)) {
+                    return Err(RequestError::Bad("invalid Host header"));
+                }
+                if head.host.is_none() {
+                    head.host = Some(span_of(buf, trim(value)));
+                }
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                if trim(value).eq_ignore_ascii_case(b"100-continue") {
+                    head.expect_continue = true;
+                } else {
+                    return Err(RequestError::Bad("unsupported Expect"));
+                }
+            }
+            7 if name.eq_ignore_ascii_case(b"upgrade") => upgrade_header = true,
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                if has_token(value, b"close") {
+                    close = true;
+                }
+                if has_token(value, b"keep-alive") {
+                    keep_alive_token = true;
+                }
+                if has_token(value, b"upgrade") {
+                    head.upgrade = true;
+                }
+                head.connection = Some(span_of(buf, value));
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                if content_length.is_some() {
+                    return Err(RequestError::Bad("more than one Content-Length"));
+                }
+                content_length = Some(
+                    parse_content_length(value)
+                        .ok_or(RequestError::Bad("invalid Content-Length"))?,
+                );
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                if chunked {
+                    return Err(RequestError::Bad("more than one Transfer-Encoding"));
+                }
+                let v = trim(value);
+                if v.eq_ignore_ascii_case(b"chunked") {
+                    chunked = true;
+                } else if last_coding_is_chunked(v) {
+                    // gzip, chunked: valid HTTP, but ringlb re-frames bodies and does not
+                    // carry other codings through.
+                    return Err(RequestError::NotImplemented);
+                } else {
+                    return Err(RequestError::Bad("Transfer-Encoding must end in chunked"));
+                }
+            }
+            _ => {}
+        }
+    }
+    if head.host.is_none() && head.minor == 1 {
+        return Err(RequestError::Bad("missing Host header"));
+    }
+    head.body = match (chunked, content_length) {
+        (true, Some(_)) => {
+            return Err(RequestError::Bad(
+                "both Content-Length and Transfer-Encoding",
+            ))
+        }
+        (true, None) if head.minor == 0 => {
+            return Err(RequestError::Bad(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ))
+        }
+        (true, None) => RequestBody::Chunked,
+        (false, Some(0)) | (false, None) => RequestBody::None,
+        (false, Some(n)) => RequestBody::Length(n),
+    };
+    head.upgrade &= upgrade_header && head.minor == 1;
+    head.keep_alive = if head.minor == 1 {
+        !close
+    } else {
+        keep_alive_token && !close
+    };
+    Ok(true)
+}
+
+/// Reduces the target to what is forwarded. Origin-form and `*` pass as they are;
+/// absolute-form `http://host/path` gives its host and forwards `/path` (RFC 9112 3.2.2:
+/// the target's authority wins over any Host header).
+fn target_of(
+    buf: &[u8],
+    path: &[u8],
+    method: &str,
+    head: &mut RequestHead,
+) -> Result<(u32, u32), RequestError> {
+    match path.first() {
+        Some(b'/') => Ok(span_of(buf, path)),
+        Some(b'*') if path.len() == 1 && method == "OPTIONS" => Ok(span_of(buf, path)),
+        _ => {
+            let lower_ok = path.len() > 7 && path[..7].eq_ignore_ascii_case(b"http://");
+            if !lower_ok {
+                return Err(RequestError::Bad("invalid request target"));
+            }
+            let rest = &path[7..];
+            let slash = rest.iter().position(|&b| b == b'/' || b == b'?');
+            let (authority, tail) = match slash {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, &rest[rest.len()..]),
+            };
+            if authority.is_empty() || !valid_host(authority) || authority.contains(&b'@') {
+                return Err(RequestError::Bad("invalid absolute-form authority"));
+            }
+            head.host = Some(span_of(buf, authority));
+            if tail.first() == Some(&b'/') {
+                Ok(span_of(buf, tail))
+            } else {
+                // `http://host` or `http://host?q`: an empty path, which rewrite sends as
+                // `/` (plus the query).
+                let r = range_of(buf, tail);
+                Ok((r.start as u32, r.end as u32))
+            }
+        }
+    }
+}
+
+/// RFC 9112 6.3: Content-Length is 1*DIGIT; no sign, no list, no spaces inside.
+fn parse_content_length(v: &[u8]) -> Option<u64> {
+    let v = trim(v);
+    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(v.iter().fold(0u64, |n, &d| n * 10 + (d - b'0') as u64))
+}
+
+fn last_coding_is_chunked(v: &[u8]) -> bool {
+    v.rsplit(|&b| b == b',')
+        .next()
+        .is_some_and(|c| trim(c).eq_ignore_ascii_case(b"chunked"))
+}
+
+/// Host is `uri-host [ ":" port ]`: no spaces, no control bytes, no slash, no backslash.
+fn valid_host(h: &[u8]) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+,;=%".contains(&b))
+}
+
+/// httparse says "version" for anything after the target it does not like; a well-formed
+/// `HTTP/x.y` other than 1.0/1.1 is a 505, anything else (HTTP/0.9's bare line) a 400.
+fn version_error(buf: &[u8]) -> RequestError {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = trim_cr(&buf[..line_end]);
+    match line.rsplit(|&b| b == b' ').next() {
+        Some(v)
+            if v.len() == 8
+                && v.starts_with(b"HTTP/")
+                && v[5].is_ascii_digit()
+                && v[6] == b'.'
+                && v[7].is_ascii_digit() =>
+        {
+            RequestError::Version
+        }
+        _ => RequestError::Bad("malformed request line"),
+    }
+}
+
+fn trim_cr(l: &[u8]) -> &[u8] {
+    l.strip_suffix(b"\r").unwrap_or(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<RequestHead, RequestError> {
+        let mut h = RequestHead::default();
+        match parse(s.as_bytes(), &mut h)? {
+            true => Ok(h),
+            false => Err(RequestError::Bad("incomplete")),
+        }
+    }
+
+    #[test]
+    fn simple_get() {
+        let s = "GET /a?b=1 HTTP/1.1\r\nHost: x.com\r\nAccept: */*\r\n\r\n";
+        let h = p(s).unwrap();
+        assert_eq!(h.method, Method::Get);
+        assert_eq!(&s[h.target.0 as usize..h.target.1 as usize], "/a?b=1");
+        assert_eq!(h.headers.len(), 2);
+        assert_eq!(h.head_len, s.len());
+        assert!(h.keep_alive);
+        assert_eq!(h.body, RequestBody::None);
+    }
+
+    #[test]
+    fn framing_rules() {
+        let bad = [
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n  folded\r\n\r\n",
+            "GET /\r\n\r\n",
+            "GET foo HTTP/1.1\r\nHost: a\r\n\r\n",
+        ];
+        for b in bad {
+            assert_eq!(p(b).err().map(|e| e.status()), Some(400), "{b:?}");
+        }
+        assert_eq!(
+            p("GET / HTTP/2.0\r\nHost: a\r\n\r\n")
+                .err()
+                .map(|e| e.status()),
+            Some(505)
+        );
+        assert_eq!(
+            p("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+                .err()
+                .map(|e| e.status()),
+            Some(501)
+        );
+    }
+
+    #[test]
+    fn absolute_form_gives_host_and_path() {
+        let s = "GET http://example.com/x?y HTTP/1.1\r\nHost: other\r\n\r\n";
+        let h = p(s).unwrap();
+        assert_eq!(
+            &s[h.host.unwrap().0 as usize..h.host.unwrap().1 as usize],
+            "example.com"
+        );
+        assert_eq!(&s[h.target.0 as usize..h.target.1 as usize], "/x?y");
+    }
+
+    #[test]
+    fn http10_keepalive() {
+        assert!(!p("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
+        assert!(
+            p("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            !p("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn partial_is_not_error() {
+        let mut h = RequestHead::default();
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: a\r\n", &mut h), Ok(false));
+    }
+}

@@ -1,0 +1,175 @@
+//! Response heads from backends: parsed into offsets; framing decided per RFC 9112 6.3.
+
+use super::{has_token, span_of, trim, HeaderSpan, MAX_HEADERS};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseBody {
+    None,
+    Length(u64),
+    Chunked,
+    /// Delimited by the backend closing the connection.
+    Close,
+}
+
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub reason: (u32, u32),
+    pub minor: u8,
+    pub headers: Vec<HeaderSpan>,
+    pub head_len: usize,
+    pub body: ResponseBody,
+    /// Whether the backend lets the connection be reused after this response.
+    pub keep_alive: bool,
+    pub connection: Option<(u32, u32)>,
+}
+
+impl Default for ResponseHead {
+    fn default() -> Self {
+        ResponseHead {
+            status: 0,
+            reason: (0, 0),
+            minor: 1,
+            headers: Vec::with_capacity(32),
+            head_len: 0,
+            body: ResponseBody::None,
+            keep_alive: true,
+            connection: None,
+        }
+    }
+}
+
+/// A response ringlb will not forward: nginx's `invalid_header` (502, retryable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("upstream sent an invalid response: {0}")]
+pub struct InvalidResponse(pub &'static str);
+
+/// Parses the response head at the start of `buf`. `head_request`: the request was HEAD,
+/// so the response has no body whatever its headers say. `Ok(false)`: incomplete.
+pub fn parse(
+    buf: &[u8],
+    head: &mut ResponseHead,
+    head_request: bool,
+) -> Result<bool, InvalidResponse> {
+    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut raw);
+    let head_len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(false),
+        Err(httparse::Error::TooManyHeaders) => return Err(InvalidResponse("too many headers")),
+        Err(_) => return Err(InvalidResponse("malformed head")),
+    };
+    let status = res.code.unwrap_or(0);
+    if !(100..=999).contains(&status) {
+        return Err(InvalidResponse("bad status code"));
+    }
+    head.status = status;
+    head.reason = span_of(buf, res.reason.unwrap_or("").as_bytes());
+    head.minor = res.version.unwrap_or(1);
+    head.head_len = head_len;
+    head.headers.clear();
+    head.connection = None;
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut other_coding = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    for h in res.headers.iter() {
+        let name = h.name.as_bytes();
+        let value = h.value;
+        head.headers.push(HeaderSpan {
+            name: span_of(buf, name),
+            value: span_of(buf, value),
+        });
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = parse_length(value).ok_or(InvalidResponse("invalid Content-Length"))?;
+            if content_length.is_some_and(|c| c != n) {
+                return Err(InvalidResponse("conflicting Content-Length"));
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let last = value.rsplit(|&b| b == b',').next().map(trim).unwrap_or(b"");
+            if last.eq_ignore_ascii_case(b"chunked") {
+                chunked = true;
+            } else {
+                other_coding = true;
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            close |= has_token(value, b"close");
+            keep_alive_token |= has_token(value, b"keep-alive");
+            head.connection = Some(span_of(buf, value));
+        }
+    }
+    head.keep_alive = if head.minor == 1 {
+        !close
+    } else {
+        keep_alive_token && !close
+    };
+    head.body = if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+        ResponseBody::None
+    } else if other_coding {
+        // RFC 9112 6.3 rule 4: a final coding other than chunked is read until close.
+        ResponseBody::Close
+    } else if chunked {
+        if content_length.is_some() {
+            // Both: Transfer-Encoding wins, and the connection must not be reused.
+            head.keep_alive = false;
+        }
+        ResponseBody::Chunked
+    } else {
+        match content_length {
+            Some(n) => ResponseBody::Length(n),
+            None => ResponseBody::Close,
+        }
+    };
+    if head.body == ResponseBody::Close {
+        head.keep_alive = false;
+    }
+    Ok(true)
+}
+
+fn parse_length(v: &[u8]) -> Option<u64> {
+    let v = trim(v);
+    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(v.iter().fold(0u64, |n, &d| n * 10 + (d - b'0') as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str, head_req: bool) -> Result<ResponseHead, InvalidResponse> {
+        let mut h = ResponseHead::default();
+        assert!(parse(s.as_bytes(), &mut h, head_req)?);
+        Ok(h)
+    }
+
+    #[test]
+    fn framing() {
+        let h = p("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false).unwrap();
+        assert_eq!(h.body, ResponseBody::Length(5));
+        assert!(h.keep_alive);
+        let h = p("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).unwrap();
+        assert_eq!(h.body, ResponseBody::None);
+        let h = p("HTTP/1.1 204 No Content\r\n\r\n", false).unwrap();
+        assert_eq!(h.body, ResponseBody::None);
+        let h = p(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(h.body, ResponseBody::Chunked);
+        let h = p("HTTP/1.0 200 OK\r\n\r\n", false).unwrap();
+        assert_eq!(h.body, ResponseBody::Close);
+        assert!(!h.keep_alive);
+        assert!(p(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            false
+        )
+        .is_err());
+        assert!(p("HTTP/1.1 2000 OK\r\n\r\n", false).is_err());
+        assert!(p("garbage\r\n\r\n", false).is_err());
+    }
+}
