@@ -16,3 +16,6 @@
 pub mod config;
 pub mod http;
 pub mod upstream;
+pub mod metrics;
+pub mod pool;
+pub mod proxy;

@@ -1,0 +1,352 @@
+//! The client side of a connection: read and check each request head, decide its framing
+//! and buffering, hand it to `forward`, and keep the connection for the next request.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+
+use super::forward::Outcome;
+use super::io::{read_append, read_append_cancelable, write_from, IoFail};
+use super::route;
+use super::ProxyCtx;
+use crate::config::VirtualServer;
+use crate::http::request::{self, RequestBody, RequestHead};
+use crate::http::response::ResponseHead;
+use crate::http::rewrite;
+use crate::http::template::Vars;
+use crate::metrics::WorkerStats;
+use crate::upstream::Tried;
+
+/// First allocation of a client's read buffer: a typical request head fits, and 10,000 idle
+/// connections cost 20 MiB of buffers at most.
+const CLIENT_BUF: usize = 2048;
+/// A request body up to this size is read completely before the backend is contacted, so
+/// that a failed attempt can be replayed on the next server (nginx buffers every body; we
+/// buffer small ones in memory and stream the rest).
+pub(super) const REPLAY_MAX: u64 = 64 * 1024;
+/// After a large request the buffers shrink back so an idle connection stays cheap.
+const SHRINK_ABOVE: usize = 64 * 1024;
+
+/// Whether the client connection must be closed after the current response.
+pub(super) type CloseAfter = bool;
+
+/// One client connection's state, reused from request to request.
+pub(super) struct Client {
+    pub(super) stream: TcpStream,
+    pub(super) remote: SocketAddr,
+    listen: SocketAddr,
+    /// Bytes read from the client; the current request starts at 0.
+    pub(super) buf: Vec<u8>,
+    /// Heads (and small bodies) being written, to the backend then to the client.
+    pub(super) out: Vec<u8>,
+    /// The evaluated `hash` key.
+    pub(super) key: Vec<u8>,
+    pub(super) head: RequestHead,
+    pub(super) res: ResponseHead,
+    pub(super) tried: Tried,
+    served: u64,
+}
+
+/// How the current request's body reaches the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BodyPlan {
+    /// No body, or a small one already appended to `out`: the request can be replayed.
+    Buffered,
+    /// Streamed from the client after the head; the first `in_buf` bytes are already in
+    /// `buf` after the head.
+    Stream { in_buf: usize },
+}
+
+/// Serves one accepted client connection until it closes.
+pub async fn serve(stream: TcpStream, remote: SocketAddr, listen: SocketAddr, ctx: Rc<ProxyCtx>) {
+    let _ = stream.set_nodelay(true);
+    let stats = ctx.stats.clone();
+    WorkerStats::bump(&stats.clients_open);
+    WorkerStats::bump(&stats.clients_accepted);
+    let mut c = Client {
+        stream,
+        remote,
+        listen,
+        buf: Vec::with_capacity(CLIENT_BUF),
+        out: Vec::new(),
+        key: Vec::new(),
+        head: RequestHead::default(),
+        res: ResponseHead::default(),
+        tried: Tried::default(),
+        served: 0,
+    };
+    c.run(&ctx).await;
+    WorkerStats::drop_one(&stats.clients_open);
+}
+
+enum HeadRead {
+    Ready,
+    /// The client closed or went quiet: close without a response.
+    Gone,
+    Reject(u16),
+}
+
+impl Client {
+    async fn run(&mut self, ctx: &ProxyCtx) {
+        loop {
+            let cur = ctx.current();
+            let config = cur.config();
+            // Before the Host header is known, the address's default server sets the limits
+            // (as in nginx).
+            let Some(default_vs) = cur.routes.server(config, self.listen, None) else {
+                return;
+            };
+            match self.read_head(ctx, default_vs).await {
+                HeadRead::Ready => {}
+                HeadRead::Gone => return,
+                HeadRead::Reject(status) => {
+                    self.respond_own(ctx, status, true, default_vs).await;
+                    return;
+                }
+            }
+            WorkerStats::bump(&ctx.stats.requests);
+            let host = self
+                .head
+                .host
+                .map(|(a, b)| &self.buf[a as usize..b as usize]);
+            let vs = cur
+                .routes
+                .server(config, self.listen, host)
+                .unwrap_or(default_vs);
+            let close = self.handle(ctx, &cur, vs).await;
+            self.served += 1;
+            if close {
+                return;
+            }
+            if self.buf.capacity() > SHRINK_ABOVE && self.buf.len() < CLIENT_BUF {
+                self.buf.shrink_to(CLIENT_BUF);
+            }
+            if self.out.capacity() > SHRINK_ABOVE {
+                self.out = Vec::new();
+            }
+        }
+    }
+
+    /// Reads until `buf` holds a complete head, parsed into `self.head`.
+    async fn read_head(&mut self, ctx: &ProxyCtx, vs: &VirtualServer) -> HeadRead {
+        let idle_timeout = if self.served == 0 {
+            vs.client_header_timeout
+        } else {
+            vs.keepalive_timeout
+        };
+        let mut deadline = Instant::now() + idle_timeout;
+        let mut started = !self.buf.is_empty();
+        loop {
+            if !self.buf.is_empty() {
+                match request::parse(&self.buf, &mut self.head) {
+                    Ok(true) => {
+                        if self.head.head_len > vs.max_header_bytes {
+                            return HeadRead::Reject(431);
+                        }
+                        return HeadRead::Ready;
+                    }
+                    Ok(false) if self.buf.len() >= vs.max_header_bytes => {
+                        return HeadRead::Reject(431)
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::debug!(client = %self.remote, "rejected request: {e}");
+                        return HeadRead::Reject(e.status());
+                    }
+                }
+            }
+            let buf = std::mem::take(&mut self.buf);
+            let (res, buf) = if started {
+                read_append(&mut self.stream, buf, deadline).await
+            } else {
+                if ctx.stopping() {
+                    return HeadRead::Gone;
+                }
+                WorkerStats::bump(&ctx.stats.clients_idle);
+                let r = read_append_cancelable(
+                    &mut self.stream,
+                    buf,
+                    deadline,
+                    ctx.idle_cancel_handle(),
+                )
+                .await;
+                WorkerStats::drop_one(&ctx.stats.clients_idle);
+                r
+            };
+            self.buf = buf;
+            match res {
+                Ok(0) => return HeadRead::Gone,
+                Ok(_) => {
+                    if !started {
+                        // nginx: client_header_timeout runs from the first byte of a head.
+                        started = true;
+                        deadline = Instant::now() + vs.client_header_timeout;
+                    }
+                }
+                Err(IoFail::Timeout) if started => return HeadRead::Reject(408),
+                Err(_) => return HeadRead::Gone,
+            }
+        }
+    }
+
+    /// Serves the parsed request; returns whether the connection must close afterwards.
+    async fn handle(
+        &mut self,
+        ctx: &ProxyCtx,
+        cur: &route::Published,
+        vs: &VirtualServer,
+    ) -> CloseAfter {
+        let head_len = self.head.head_len;
+        if let RequestBody::Length(n) = self.head.body {
+            if vs.max_body_bytes > 0 && n > vs.max_body_bytes {
+                self.respond_own(ctx, 413, true, vs).await;
+                return true;
+            }
+        }
+        let target = &self.buf[self.head.target.0 as usize..self.head.target.1 as usize];
+        let Some(loc) = route::location(vs, target) else {
+            let close = self.head.body != RequestBody::None || !self.head.keep_alive;
+            self.respond_own(ctx, 404, close, vs).await;
+            self.consume(head_len);
+            return close;
+        };
+        let up = &cur.snapshot.upstreams[loc.upstream];
+        let close = !self.head.keep_alive
+            || self.served + 1 >= vs.keepalive_requests
+            || ctx.stopping();
+
+        self.out.clear();
+        self.key.clear();
+        {
+            let vars = Vars {
+                buf: &self.buf,
+                head: &self.head,
+                remote: self.remote,
+            };
+            rewrite::request_head(&mut self.out, &vars, &loc.set_headers, &up.cfg.name);
+            if let Some(t) = &up.cfg.hash {
+                vars.eval(t, &mut self.key);
+            }
+        }
+
+        let plan = match self.head.body {
+            RequestBody::None => BodyPlan::Buffered,
+            RequestBody::Length(n) if n <= REPLAY_MAX => {
+                let need = head_len + n as usize;
+                if self.buf.len() < need {
+                    if self.head.expect_continue && self.buf.len() == head_len {
+                        if !self.send_continue(vs).await {
+                            return true;
+                        }
+                    }
+                    if !self.read_to(need, vs.client_body_timeout).await {
+                        return true;
+                    }
+                }
+                self.out.extend_from_slice(&self.buf[head_len..need]);
+                BodyPlan::Buffered
+            }
+            RequestBody::Length(n) => BodyPlan::Stream {
+                in_buf: (self.buf.len() - head_len).min(n as usize),
+            },
+            RequestBody::Chunked => BodyPlan::Stream {
+                in_buf: self.buf.len() - head_len,
+            },
+        };
+
+        let outcome = self.forward(ctx, up, vs, plan, close).await;
+        match outcome {
+            Outcome::Done { close: c } => {
+                if c {
+                    return true;
+                }
+                match plan {
+                    BodyPlan::Buffered => {
+                        let used = match self.head.body {
+                            RequestBody::Length(n) => head_len + n as usize,
+                            _ => head_len,
+                        };
+                        self.consume(used);
+                    }
+                    // `forward` consumed the streamed body and left only what follows it.
+                    BodyPlan::Stream { .. } => {}
+                }
+                false
+            }
+            Outcome::Failed { status } => {
+                // The body may be half read: the connection cannot find its next request.
+                let body_left = matches!(plan, BodyPlan::Stream { .. });
+                let close = close || body_left;
+                if let Some(status) = status {
+                    self.respond_own(ctx, status, close, vs).await;
+                }
+                if !close {
+                    let used = match self.head.body {
+                        RequestBody::Length(n) => head_len + n as usize,
+                        _ => head_len,
+                    };
+                    self.consume(used);
+                }
+                close || status.is_none()
+            }
+        }
+    }
+
+    /// Drops the first `n` bytes of `buf` (the request just served), keeping any
+    /// pipelined bytes that follow.
+    pub(super) fn consume(&mut self, n: usize) {
+        if n >= self.buf.len() {
+            self.buf.clear();
+        } else {
+            self.buf.drain(..n);
+        }
+    }
+
+    /// Reads until `buf` holds `len` bytes.
+    async fn read_to(&mut self, len: usize, timeout: Duration) -> bool {
+        while self.buf.len() < len {
+            let deadline = Instant::now() + timeout;
+            let buf = std::mem::take(&mut self.buf);
+            let (res, buf) = read_append(&mut self.stream, buf, deadline).await;
+            self.buf = buf;
+            match res {
+                Ok(0) | Err(_) => return false,
+                Ok(_) => {}
+            }
+        }
+        true
+    }
+
+    /// Answers `Expect: 100-continue` before the body is read (nginx does the same; the
+    /// Expect header is not forwarded).
+    pub(super) async fn send_continue(&mut self, vs: &VirtualServer) -> bool {
+        self.head.expect_continue = false;
+        let mut msg = std::mem::take(&mut self.out);
+        let mark = msg.len();
+        msg.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        let deadline = Instant::now() + vs.client_body_timeout;
+        let (res, mut msg) = write_from(&mut self.stream, msg, mark, deadline).await;
+        msg.truncate(mark);
+        self.out = msg;
+        res.is_ok()
+    }
+
+    /// Sends a response ringlb makes itself.
+    pub(super) async fn respond_own(
+        &mut self,
+        ctx: &ProxyCtx,
+        status: u16,
+        close: bool,
+        vs: &VirtualServer,
+    ) {
+        WorkerStats::bump(&ctx.stats.own_responses);
+        self.out.clear();
+        rewrite::error_response(&mut self.out, status, close);
+        let deadline = Instant::now() + vs.client_body_timeout;
+        let out = std::mem::take(&mut self.out);
+        let (_, out) = write_from(&mut self.stream, out, 0, deadline).await;
+        self.out = out;
+    }
+}

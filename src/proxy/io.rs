@@ -1,0 +1,98 @@
+//! Ownership-passing I/O helpers: monoio's `read(buf) -> (res, buf)` moves the buffer into
+//! the kernel's hands for the duration of the operation; these keep one buffer per
+//! connection moving through every call and always hand it back.
+
+use std::io;
+use std::time::Instant;
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent};
+use monoio::io::CancelHandle;
+
+/// Free space guaranteed before each read, so a read is never a tiny one.
+const MIN_READ: usize = 2048;
+
+/// Why an I/O step failed.
+#[derive(Debug)]
+pub enum IoFail {
+    /// The deadline passed; the buffer is gone with the cancelled operation and the
+    /// connection must be closed.
+    Timeout,
+    Io(io::Error),
+}
+
+/// Reads once, appending to `buf`. `Ok(0)` is end of stream.
+pub async fn read_append<S: AsyncReadRent>(
+    s: &mut S,
+    mut buf: Vec<u8>,
+    deadline: Instant,
+) -> (Result<usize, IoFail>, Vec<u8>) {
+    let len = buf.len();
+    if buf.capacity() - len < MIN_READ {
+        buf.reserve(MIN_READ.max(len));
+    }
+    match monoio::time::timeout_at(deadline.into(), s.read(buf.slice_mut(len..))).await {
+        Ok((Ok(n), slice)) => (Ok(n), slice.into_inner()),
+        Ok((Err(e), slice)) => (Err(IoFail::Io(e)), slice.into_inner()),
+        Err(_) => (Err(IoFail::Timeout), Vec::new()),
+    }
+}
+
+/// As [`read_append`], but also ends (with `ECANCELED`) when `cancel` fires: used while a
+/// client connection is idle between requests, so a graceful stop can close it.
+pub async fn read_append_cancelable<S: CancelableAsyncReadRent>(
+    s: &mut S,
+    mut buf: Vec<u8>,
+    deadline: Instant,
+    cancel: CancelHandle,
+) -> (Result<usize, IoFail>, Vec<u8>) {
+    let len = buf.len();
+    if buf.capacity() - len < MIN_READ {
+        buf.reserve(MIN_READ.max(len));
+    }
+    match monoio::time::timeout_at(
+        deadline.into(),
+        s.cancelable_read(buf.slice_mut(len..), cancel),
+    )
+    .await
+    {
+        Ok((Ok(n), slice)) => (Ok(n), slice.into_inner()),
+        Ok((Err(e), slice)) => (Err(IoFail::Io(e)), slice.into_inner()),
+        Err(_) => (Err(IoFail::Timeout), Vec::new()),
+    }
+}
+
+/// Writes `buf[from..]` completely.
+pub async fn write_from<S: AsyncWriteRent>(
+    s: &mut S,
+    buf: Vec<u8>,
+    from: usize,
+    deadline: Instant,
+) -> (Result<(), IoFail>, Vec<u8>) {
+    if from >= buf.len() {
+        return (Ok(()), buf);
+    }
+    let end = buf.len();
+    match monoio::time::timeout_at(deadline.into(), s.write_all(buf.slice(from..end))).await {
+        Ok((Ok(_), slice)) => (Ok(()), slice.into_inner()),
+        Ok((Err(e), slice)) => (Err(IoFail::Io(e)), slice.into_inner()),
+        Err(_) => (Err(IoFail::Timeout), Vec::new()),
+    }
+}
+
+/// Writes `buf[range]` completely.
+pub async fn write_range<S: AsyncWriteRent>(
+    s: &mut S,
+    buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+    deadline: Instant,
+) -> (Result<(), IoFail>, Vec<u8>) {
+    if range.is_empty() {
+        return (Ok(()), buf);
+    }
+    match monoio::time::timeout_at(deadline.into(), s.write_all(buf.slice(range))).await {
+        Ok((Ok(_), slice)) => (Ok(()), slice.into_inner()),
+        Ok((Err(e), slice)) => (Err(IoFail::Io(e)), slice.into_inner()),
+        Err(_) => (Err(IoFail::Timeout), Vec::new()),
+    }
+}

@@ -1,0 +1,134 @@
+//! One client connection, end to end: read a request head, route it, pick a server, send
+//! the request over a pooled connection, stream the response back, and do it again for
+//! the next request on the connection.
+//!
+//! Data flows one way through the submodules: `client` (the connection loop, request
+//! bodies) -> `route` (which upstream) -> `forward` (server choice, retries, the exchange
+//! with one server) -> `relay` (response bodies) or `tunnel` (after a 101).
+
+mod client;
+mod forward;
+pub mod io;
+mod relay;
+pub mod route;
+mod tunnel;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use monoio::io::{CancelHandle, Canceller};
+
+use crate::metrics::WorkerStats;
+use crate::pool::IdlePool;
+use crate::upstream::Selector;
+
+pub use client::serve;
+pub use route::Published;
+
+/// What every worker shares: the published configuration and its generation number.
+pub struct Shared {
+    pub published: ArcSwap<Published>,
+    /// Equal to `published.load().snapshot.generation` once a store is visible; read per
+    /// request (a relaxed load of a rarely written line) so that the `ArcSwap` is only
+    /// touched when something changed.
+    pub generation: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(first: Published) -> Shared {
+        let generation = first.snapshot.generation;
+        Shared {
+            published: ArcSwap::from_pointee(first),
+            generation: AtomicU64::new(generation),
+        }
+    }
+
+    /// Publishes a new generation to every worker.
+    pub fn publish(&self, next: Published) {
+        let generation = next.snapshot.generation;
+        self.published.store(Arc::new(next));
+        self.generation.store(generation, Ordering::Release);
+    }
+}
+
+/// One worker's proxy state: owned by its thread, shared by its connection tasks.
+pub struct ProxyCtx {
+    pub worker: usize,
+    pub shared: Arc<Shared>,
+    current: RefCell<Rc<Arc<Published>>>,
+    pub selector: RefCell<Selector>,
+    pub pool: RefCell<IdlePool>,
+    /// Cancels the reads of connections idle between requests when a graceful stop begins.
+    idle_cancel: RefCell<Canceller>,
+    stopping: Cell<bool>,
+    pub stats: Arc<WorkerStats>,
+}
+
+impl ProxyCtx {
+    pub fn new(worker: usize, shared: Arc<Shared>, stats: Arc<WorkerStats>) -> ProxyCtx {
+        let current = shared.published.load_full();
+        let mut selector = Selector::new(0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1));
+        selector.sync(&current.snapshot);
+        ProxyCtx {
+            worker,
+            shared,
+            current: RefCell::new(Rc::new(current)),
+            selector: RefCell::new(selector),
+            pool: RefCell::new(IdlePool::default()),
+            idle_cancel: RefCell::new(Canceller::new()),
+            stopping: Cell::new(false),
+            stats,
+        }
+    }
+
+    /// The configuration generation this request runs on (worker-local refcount; the
+    /// shared `Arc` is only cloned when a new generation appears).
+    pub fn current(&self) -> Rc<Arc<Published>> {
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        let stale = self.current.borrow().snapshot.generation != generation;
+        if stale {
+            self.refresh();
+        }
+        self.current.borrow().clone()
+    }
+
+    /// Picks up a newly published generation: selection tables are rebuilt and the idle
+    /// connections of servers that left are closed.
+    pub fn refresh(&self) {
+        let next = self.shared.published.load_full();
+        if next.snapshot.generation == self.current.borrow().snapshot.generation {
+            return;
+        }
+        self.selector.borrow_mut().sync(&next.snapshot);
+        let mut live = Vec::new();
+        for up in &next.snapshot.upstreams {
+            for p in &up.peers {
+                live.push(p.state.id);
+            }
+        }
+        self.pool.borrow_mut().retain(|id| live.contains(&id));
+        *self.current.borrow_mut() = Rc::new(next);
+    }
+
+    pub fn idle_cancel_handle(&self) -> CancelHandle {
+        self.idle_cancel.borrow().handle()
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// Begins a graceful stop: idle connections are closed now, busy ones after their
+    /// current request.
+    pub fn begin_stop(&self) {
+        self.stopping.set(true);
+        let c = std::mem::take(&mut *self.idle_cancel.borrow_mut());
+        // `cancel` returns a fresh canceller; keep the cancelled state by never handing
+        // out handles of the new one to idle reads after a stop (checked via `stopping`).
+        *self.idle_cancel.borrow_mut() = c.cancel();
+        self.pool.borrow_mut().clear();
+    }
+}

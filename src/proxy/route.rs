@@ -1,0 +1,117 @@
+//! Routing a request: listen address + Host -> `[[server]]` block (exact name, then the
+//! longest `*.` wildcard, then the address's default, the first block listening on it),
+//! then the longest matching `location` prefix -> upstream.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::{Config, Location, ServerName, VirtualServer};
+use crate::upstream::{Registry, Snapshot};
+
+/// What workers load per request: the upstream snapshot and the routing table of one
+/// configuration generation, published together so a request never mixes two configs.
+#[derive(Debug)]
+pub struct Published {
+    pub snapshot: Snapshot,
+    pub routes: Routes,
+}
+
+impl Published {
+    pub fn build(config: Arc<Config>, registry: &Registry, generation: u64) -> Published {
+        let routes = Routes::build(&config);
+        Published {
+            snapshot: Snapshot::build(config, registry, generation),
+            routes,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.snapshot.config
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Routes {
+    /// Server block indexes per listen address, in file order.
+    by_listen: HashMap<SocketAddr, Vec<usize>>,
+}
+
+impl Routes {
+    pub fn build(config: &Config) -> Routes {
+        let mut by_listen: HashMap<SocketAddr, Vec<usize>> = HashMap::new();
+        for (i, vs) in config.servers.iter().enumerate() {
+            for addr in &vs.listen {
+                by_listen.entry(*addr).or_default().push(i);
+            }
+        }
+        Routes { by_listen }
+    }
+
+    /// Every address some server block listens on.
+    pub fn listen_addrs(&self) -> impl Iterator<Item = &SocketAddr> {
+        self.by_listen.keys()
+    }
+
+    /// The server block for a request that came in on `listen` with `host` (Host header
+    /// or absolute-form authority, port included or not).
+    pub fn server<'c>(
+        &self,
+        config: &'c Config,
+        listen: SocketAddr,
+        host: Option<&[u8]>,
+    ) -> Option<&'c VirtualServer> {
+        let blocks = self.by_listen.get(&listen)?;
+        let default = *blocks.first()?;
+        if blocks.len() == 1 {
+            return Some(&config.servers[default]);
+        }
+        let Some(host) = host.map(strip_port) else {
+            return Some(&config.servers[default]);
+        };
+        let mut best: Option<(usize, usize)> = None; // (suffix length, block)
+        for &i in blocks {
+            for name in &config.servers[i].server_names {
+                match name {
+                    ServerName::Exact(n) if n.as_bytes().eq_ignore_ascii_case(host) => {
+                        return Some(&config.servers[i]);
+                    }
+                    ServerName::Wildcard(suffix)
+                        if host.len() > suffix.len()
+                            && host[host.len() - suffix.len()..]
+                                .eq_ignore_ascii_case(suffix.as_bytes())
+                            && best.is_none_or(|(l, _)| suffix.len() > l) =>
+                    {
+                        best = Some((suffix.len(), i));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Some(&config.servers[best.map_or(default, |(_, i)| i)])
+    }
+}
+
+/// The longest location whose path prefixes `target` (locations are sorted longest first).
+pub fn location<'v>(vs: &'v VirtualServer, target: &[u8]) -> Option<&'v Location> {
+    let path = if target.first() == Some(&b'/') {
+        target
+    } else {
+        b"/"
+    };
+    vs.locations
+        .iter()
+        .find(|l| path.starts_with(l.path.as_bytes()))
+}
+
+fn strip_port(host: &[u8]) -> &[u8] {
+    if host.first() == Some(&b'[') {
+        return host
+            .iter()
+            .position(|&b| b == b']')
+            .map_or(host, |i| &host[..=i]);
+    }
+    host.iter()
+        .position(|&b| b == b':')
+        .map_or(host, |i| &host[..i])
+}
