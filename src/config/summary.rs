@@ -155,3 +155,43 @@ pub fn summary(cfg: &Config) -> String {
     out.truncate(out.trim_end().len());
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_config_summary() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/ringlb.toml"));
+        let (text, ok) = check(path);
+        assert!(ok, "{text}");
+        println!("{text}");
+        assert!(text.contains("listen 127.0.0.1:8080"), "{text}");
+        assert!(text.contains("    / -> django"), "{text}");
+        assert!(text.contains("upstream django: round_robin"), "{text}");
+        assert!(text.contains("  127.0.0.1:8003"), "{text}");
+    }
+
+    #[test]
+    fn check_lists_every_error() {
+        let dir = std::env::temp_dir().join(format!("ringlb-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "[runtime]\nworkers = 0\nio = \"kqueue\"\n").unwrap();
+        let (text, ok) = check(&path);
+        assert!(!ok);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with(": server: no [[server]] block; add one with listen = [\"0.0.0.0:8080\"] and a [[server.location]]"), "{text}");
+        assert!(lines[1].ends_with(":2:11: runtime.workers: must be at least 1; use \"auto\" for one worker per allowed CPU"), "{text}");
+        assert!(lines[2].contains(":3:6: runtime.io: unknown io mode \"kqueue\""), "{text}");
+        assert!(text.ends_with("has 3 errors"), "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unreadable_file_is_one_error() {
+        let (text, ok) = check(Path::new("/nonexistent/ringlb.toml"));
+        assert!(!ok);
+        assert!(text.starts_with("/nonexistent/ringlb.toml:1:1: cannot read"), "{text}");
+    }
+}
