@@ -80,15 +80,18 @@ impl Problems {
 
     /// Line/column for each problem, sorted by position. Only the first complaint about a
     /// key path is kept: a value of the wrong type is reported once, not again as "missing".
-    pub fn into_errors(mut self, text: &str, path: &Path) -> Vec<ConfigError> {
-        self.list.sort_by_key(|p| p.span.start);
-        let file = path.display().to_string();
+    /// The loader records before the validator, so a type error wins over "missing".
+    pub fn into_errors(self, text: &str, path: &Path) -> Vec<ConfigError> {
         let mut seen = HashSet::new();
+        let mut list: Vec<Problem> = self
+            .list
+            .into_iter()
+            .filter(|p| p.key.is_empty() || seen.insert(p.key.clone()))
+            .collect();
+        list.sort_by_key(|p| p.span.start);
+        let file = path.display().to_string();
         let mut out = Vec::new();
-        for p in self.list {
-            if !p.key.is_empty() && !seen.insert(p.key.clone()) {
-                continue;
-            }
+        for p in list {
             let (line, col) = line_col(text, p.span.start);
             out.push(ConfigError {
                 file: file.clone(),
@@ -158,7 +161,7 @@ mod tests {
         let mut p = Problems::default();
         p.push(5..6, "b", "second");
         p.push(0..1, "a", "first");
-        p.push(7..8, "b", "duplicate complaint");
+        p.push(2..3, "b", "later complaint about the same key");
         let errs = p.into_errors("0123456789", Path::new("f.toml"));
         assert_eq!(errs.len(), 2);
         assert_eq!(errs[0].key, "a");

@@ -26,3 +26,6 @@ pub use load::{load, parse};
 pub use model::*;
 pub use summary::{check, summary};
 pub use template::parse_template;
+
+#[cfg(test)]
+mod tests;

@@ -183,7 +183,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].ends_with(": server: no [[server]] block; add one with listen = [\"0.0.0.0:8080\"] and a [[server.location]]"), "{text}");
         assert!(lines[1].ends_with(":2:11: runtime.workers: must be at least 1; use \"auto\" for one worker per allowed CPU"), "{text}");
-        assert!(lines[2].contains(":3:6: runtime.io: unknown io mode \"kqueue\""), "{text}");
+        assert!(
+            lines[2].contains(":3:6: runtime.io: unknown io mode \"kqueue\""),
+            "{text}"
+        );
         assert!(text.ends_with("has 3 errors"), "{text}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -192,6 +195,9 @@ mod tests {
     fn unreadable_file_is_one_error() {
         let (text, ok) = check(Path::new("/nonexistent/ringlb.toml"));
         assert!(!ok);
-        assert!(text.starts_with("/nonexistent/ringlb.toml:1:1: cannot read"), "{text}");
+        assert!(
+            text.starts_with("/nonexistent/ringlb.toml:1:1: cannot read"),
+            "{text}"
+        );
     }
 }
