@@ -2,9 +2,9 @@
 //!
 //! The pipeline, one file per step:
 //! - `schema`: serde structs mirroring the file, every value with its span.
-//! - `load`: read the file, parse the TOML, walk it into `schema`'s structs, reporting every
-//!   unknown key and mistyped value.
-//! - `validate`, `validate_upstream`: defaults (`defaults`), units (`units`), templates
+//! - `load`: read the file, parse the TOML, walk it (`walk`) into `schema`'s structs,
+//!   reporting every unknown key and mistyped value.
+//! - `validate`, `validate_server`, `validate_upstream`: defaults (`defaults`), units (`units`), templates
 //!   (`template`), addresses and cross references -> [`model`], reporting every problem.
 //! - `summary`: the one-screen text of `ringlb check`.
 //!
@@ -19,7 +19,9 @@ mod summary;
 mod template;
 pub mod units;
 mod validate;
+mod validate_server;
 mod validate_upstream;
+mod walk;
 
 pub use error::ConfigError;
 pub use load::{load, parse};

@@ -37,7 +37,7 @@ fn variable(name: &str) -> Result<Var, String> {
                 Var::Cookie(c.to_owned())
             } else {
                 let known: Vec<String> = VARIABLES.iter().map(|v| format!("${v}")).collect();
-                let hint = super::load::did_you_mean(name, VARIABLES)
+                let hint = super::walk::did_you_mean(name, VARIABLES)
                     .map(|v| format!("did you mean `${v}`? "))
                     .unwrap_or_default();
                 return Err(format!(

@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::ops::Range;
 
 use super::defaults as d;
-use super::load::{choices, join};
 use super::model::*;
 use super::schema::*;
 use super::template::parse_template;
 use super::validate::Validator;
+use super::walk::{choices, join};
 
 /// Every `balance` method.
 pub const BALANCES: &[&str] = &[
