@@ -37,13 +37,23 @@ fn variable(name: &str) -> Result<Var, String> {
                 Var::Cookie(c.to_owned())
             } else {
                 let known: Vec<String> = VARIABLES.iter().map(|v| format!("${v}")).collect();
-                let hint = super::walk::did_you_mean(name, VARIABLES)
-                    .map(|v| format!("did you mean `${v}`? "))
-                    .unwrap_or_default();
-                return Err(format!(
-                    "unknown variable `${name}`; {hint}(valid: {})",
-                    known.join(", ")
-                ));
+                let known = known.join(", ");
+                // `$host_name` meant `$host` then "_name": nginx needs braces there too.
+                let prefix = VARIABLES
+                    .iter()
+                    .filter(|v| !v.ends_with("<name>"))
+                    .find(|v| name.len() > v.len() && name.starts_with(*v));
+                let hint = if let Some(v) = prefix {
+                    format!(
+                        "to follow ${v} with text write ${{{v}}}{} (valid: {known})",
+                        &name[v.len()..]
+                    )
+                } else if let Some(v) = super::walk::did_you_mean(name, VARIABLES) {
+                    format!("did you mean `${v}`? (valid: {known})")
+                } else {
+                    format!("valid: {known}")
+                };
+                return Err(format!("unknown variable `${name}`; {hint}"));
             }
         }
     };
@@ -130,7 +140,11 @@ mod tests {
         let t = parse_template("${host}_x").unwrap();
         assert_eq!(t.parts, vec![V(Var::Host), Literal("_x".into())]);
         // Without braces the name runs on, and is unknown.
-        assert!(parse_template("$host_x").is_err());
+        let e = parse_template("$host_x").unwrap_err();
+        assert!(
+            e.contains("to follow $host with text write ${host}_x"),
+            "{e}"
+        );
         assert!(parse_template("${host").is_err());
     }
 
@@ -149,6 +163,11 @@ mod tests {
         assert!(e.contains("unknown variable `$hots`"), "{e}");
         assert!(e.contains("did you mean `$host`"), "{e}");
         assert!(e.contains("$remote_addr"), "{e}");
+        let e = parse_template("$zzz").unwrap_err();
+        assert!(
+            e.starts_with("unknown variable `$zzz`; valid: $host, "),
+            "{e}"
+        );
         assert!(parse_template("cost: $").is_err());
         assert!(parse_template("$ x").is_err());
     }
