@@ -1,6 +1,33 @@
-//! Configuration: the TOML file (`schema`), its loading with line/column spans (`load`),
-//! whole-file validation into the typed model the runtime uses (`model`).
+//! Configuration: the TOML file -> a validated [`Config`].
+//!
+//! The pipeline, one file per step:
+//! - `schema`: serde structs mirroring the file, every value with its span.
+//! - `load`: read the file, parse the TOML, walk it (`walk`) into `schema`'s structs,
+//!   reporting every unknown key and mistyped value.
+//! - `validate`, `validate_server`, `validate_upstream`: defaults (`defaults`), units (`units`), templates
+//!   (`template`), addresses and cross references -> [`model`], reporting every problem.
+//! - `summary`: the one-screen text of `ringlb check`.
+//!
+//! Errors are [`ConfigError`]s: `file:line:col: key.path: what is wrong and how to fix it`.
 
+pub mod defaults;
+mod error;
+mod load;
 pub mod model;
+pub mod schema;
+mod summary;
+mod template;
+pub mod units;
+mod validate;
+mod validate_server;
+mod validate_upstream;
+mod walk;
 
+pub use error::ConfigError;
+pub use load::{load, parse};
 pub use model::*;
+pub use summary::{check, summary};
+pub use template::parse_template;
+
+#[cfg(test)]
+mod tests;

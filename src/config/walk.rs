@@ -1,0 +1,293 @@
+//! A walk over a spanned `toml_edit` tree that records every problem and goes on: unknown
+//! keys (with "did you mean"), values of the wrong type. `load.rs` uses these primitives
+//! to read this file's schema; nothing here knows ringlb's keys.
+
+use std::ops::Range;
+
+use toml_edit::{Item, TableLike, Value};
+
+use super::error::Problems;
+use super::schema::{OneOrMany, Spanned, StrOrInt};
+
+pub(crate) struct Walker<'p> {
+    pub problems: &'p mut Problems,
+}
+
+/// One `key = value` of a table: the key's name, its value and the key's span.
+pub(crate) struct Entry<'a> {
+    pub name: &'a str,
+    pub item: &'a Item,
+    pub key_span: Range<usize>,
+}
+
+impl Entry<'_> {
+    /// Where a complaint about the value goes: the value itself, or its key.
+    pub fn at(&self) -> Range<usize> {
+        self.item.span().unwrap_or_else(|| self.key_span.clone())
+    }
+}
+
+pub(crate) fn entries<'a>(t: &'a dyn TableLike, table_span: &Range<usize>) -> Vec<Entry<'a>> {
+    t.iter()
+        .map(|(name, item)| Entry {
+            name,
+            item,
+            key_span: t
+                .key(name)
+                .and_then(|k| k.span())
+                .unwrap_or_else(|| table_span.clone()),
+        })
+        .collect()
+}
+
+/// `a.b` with `b` quoted when it is not a bare TOML key.
+pub(crate) fn join(path: &str, key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let key = if bare {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    };
+    if path.is_empty() {
+        key
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn describe(item: &Item) -> &'static str {
+    match item {
+        Item::None => "nothing",
+        Item::Table(_) | Item::Value(Value::InlineTable(_)) => "a table",
+        Item::ArrayOfTables(_) => "an array of tables",
+        Item::Value(v) => match v {
+            Value::String(_) => "a string",
+            Value::Integer(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Boolean(_) => "a boolean",
+            Value::Datetime(_) => "a date-time",
+            Value::Array(_) => "an array",
+            Value::InlineTable(_) => "a table",
+        },
+    }
+}
+
+/// Levenshtein distance, for "did you mean".
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The closest of `valid` to `word`, when it is close enough to be a likely typo.
+pub(crate) fn did_you_mean<'a>(word: &str, valid: &[&'a str]) -> Option<&'a str> {
+    let word_lower = word.to_ascii_lowercase();
+    valid
+        .iter()
+        .map(|v| (distance(&word_lower, v), *v))
+        .filter(|(d, v)| *d <= 2.max(v.len() / 3) && *d < v.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, v)| v)
+}
+
+/// `one of: a, b, c` with a "did you mean" in front when one is close.
+pub(crate) fn choices(word: &str, valid: &[&str]) -> String {
+    let list = valid.join(", ");
+    match did_you_mean(word, valid) {
+        Some(close) => format!("did you mean `{close}`? (valid: {list})"),
+        None => format!("valid: {list}"),
+    }
+}
+
+impl Walker<'_> {
+    pub fn unknown(&mut self, e: &Entry<'_>, path: &str, valid: &[&str]) {
+        self.problems.push(
+            e.key_span.clone(),
+            join(path, e.name),
+            format!("unknown key `{}`; {}", e.name, choices(e.name, valid)),
+        );
+    }
+
+    pub fn wrong_type(&mut self, at: Range<usize>, path: &str, expected: &str, item: &Item) {
+        self.problems.push(
+            at,
+            path,
+            format!("expected {expected}, found {}", describe(item)),
+        );
+    }
+
+    /// A scalar value converted by `f`; a complaint naming `expected` when `f` says no.
+    pub fn scalar<T>(
+        &mut self,
+        e: &Entry<'_>,
+        path: &str,
+        expected: &str,
+        f: impl Fn(&Value) -> Option<T>,
+    ) -> Option<Spanned<T>> {
+        self.value_as(e.item, e.at(), path, expected, f)
+    }
+
+    pub fn value_as<T>(
+        &mut self,
+        item: &Item,
+        at: Range<usize>,
+        path: &str,
+        expected: &str,
+        f: impl Fn(&Value) -> Option<T>,
+    ) -> Option<Spanned<T>> {
+        match item.as_value().and_then(&f) {
+            Some(v) => Some(Spanned::new(at, v)),
+            None => {
+                self.wrong_type(at, path, expected, item);
+                None
+            }
+        }
+    }
+
+    pub fn string(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<String>> {
+        self.scalar(e, path, "a string", |v| v.as_str().map(str::to_owned))
+    }
+
+    pub fn duration(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<String>> {
+        self.scalar(
+            e,
+            path,
+            "a duration string such as \"2s\" or \"500ms\"",
+            |v| v.as_str().map(str::to_owned),
+        )
+    }
+
+    pub fn boolean(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<bool>> {
+        self.scalar(e, path, "true or false", Value::as_bool)
+    }
+
+    pub fn integer(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<i64>> {
+        self.scalar(e, path, "an integer", Value::as_integer)
+    }
+
+    pub fn float(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<f64>> {
+        self.scalar(e, path, "a number", |v| {
+            v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
+        })
+    }
+
+    pub fn str_or_int(
+        &mut self,
+        e: &Entry<'_>,
+        path: &str,
+        expected: &str,
+    ) -> Option<Spanned<StrOrInt>> {
+        self.scalar(e, path, expected, |v| match v {
+            Value::String(s) => Some(StrOrInt::Str(s.value().clone())),
+            Value::Integer(i) => Some(StrOrInt::Int(*i.value())),
+            _ => None,
+        })
+    }
+
+    pub fn strings(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<Vec<Spanned<String>>>> {
+        let Some(Value::Array(arr)) = e.item.as_value() else {
+            self.wrong_type(e.at(), path, "an array of strings", e.item);
+            return None;
+        };
+        let mut out = Vec::new();
+        for (i, v) in arr.iter().enumerate() {
+            let at = v.span().unwrap_or_else(|| e.at());
+            match v.as_str() {
+                Some(s) => out.push(Spanned::new(at, s.to_owned())),
+                None => self.problems.push(
+                    at,
+                    format!("{path}[{i}]"),
+                    format!(
+                        "expected a string, found {}",
+                        describe(&Item::Value(v.clone()))
+                    ),
+                ),
+            }
+        }
+        Some(Spanned::new(e.at(), out))
+    }
+
+    pub fn one_or_many(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<OneOrMany>> {
+        if let Some(s) = e.item.as_str() {
+            return Some(Spanned::new(e.at(), OneOrMany::One(s.to_owned())));
+        }
+        if !matches!(e.item.as_value(), Some(Value::Array(_))) {
+            self.wrong_type(e.at(), path, "a string or an array of strings", e.item);
+            return None;
+        }
+        let list = self.strings(e, path)?;
+        let span = list.span();
+        Some(Spanned::new(span, OneOrMany::Many(list.into_inner())))
+    }
+
+    /// A table (`[x]` or `{ ... }`) read by `read`.
+    pub fn table<T>(
+        &mut self,
+        e: &Entry<'_>,
+        path: &str,
+        read: impl FnOnce(&mut Self, &dyn TableLike, &Range<usize>, &str) -> T,
+    ) -> Option<Spanned<T>> {
+        match e.item.as_table_like() {
+            Some(t) => {
+                let at = e.at();
+                Some(Spanned::new(at.clone(), read(self, t, &at, path)))
+            }
+            None => {
+                self.wrong_type(e.at(), path, "a table", e.item);
+                None
+            }
+        }
+    }
+
+    /// An array of tables, written `[[x]]` or `x = [{ ... }, { ... }]`.
+    pub fn tables<T>(
+        &mut self,
+        e: &Entry<'_>,
+        path: &str,
+        mut read: impl FnMut(&mut Self, &dyn TableLike, &Range<usize>, &str) -> T,
+    ) -> Option<Spanned<Vec<Spanned<T>>>> {
+        let mut out = Vec::new();
+        match e.item {
+            Item::ArrayOfTables(aot) => {
+                for (i, t) in aot.iter().enumerate() {
+                    let at = t.span().unwrap_or_else(|| e.at());
+                    let p = format!("{path}[{i}]");
+                    out.push(Spanned::new(at.clone(), read(self, t, &at, &p)));
+                }
+            }
+            Item::Value(Value::Array(arr)) => {
+                for (i, v) in arr.iter().enumerate() {
+                    let at = v.span().unwrap_or_else(|| e.at());
+                    let p = format!("{path}[{i}]");
+                    match v.as_inline_table() {
+                        Some(t) => out.push(Spanned::new(at.clone(), read(self, t, &at, &p))),
+                        None => self.problems.push(
+                            at,
+                            p,
+                            format!(
+                                "expected a table such as {{ addr = \"host:port\" }}, found {}",
+                                describe(&Item::Value(v.clone()))
+                            ),
+                        ),
+                    }
+                }
+            }
+            other => {
+                self.wrong_type(e.at(), path, "an array of tables", other);
+                return None;
+            }
+        }
+        Some(Spanned::new(e.at(), out))
+    }
+}
