@@ -14,8 +14,10 @@
 //! - [`metrics`]: per-worker counters and how they are summed.
 
 pub mod config;
+pub mod control;
 pub mod http;
-pub mod upstream;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;
+pub mod runtime;
+pub mod upstream;

@@ -32,6 +32,9 @@ impl WorkerStats {
 
     #[inline]
     pub fn drop_one(counter: &AtomicU64) {
-        counter.store(counter.load(Ordering::Relaxed).saturating_sub(1), Ordering::Relaxed);
+        counter.store(
+            counter.load(Ordering::Relaxed).saturating_sub(1),
+            Ordering::Relaxed,
+        );
     }
 }

@@ -214,6 +214,7 @@ impl Client {
         };
         let up = &cur.snapshot.upstreams[loc.upstream];
         let close = !self.head.keep_alive
+            || vs.keepalive_timeout.is_zero()
             || self.served + 1 >= vs.keepalive_requests
             || ctx.stopping();
 

@@ -156,7 +156,8 @@ impl Client {
                         );
                         ctx.selector.borrow_mut().failed(up, i, now);
                     }
-                    if !(f.retry_allowed(up) && self.may_retry(up, tries, max_tries, started, progress))
+                    if !(f.retry_allowed(up)
+                        && self.may_retry(up, tries, max_tries, started, progress))
                     {
                         return Outcome::Failed { status: f.status() };
                     }
@@ -355,7 +356,11 @@ impl Client {
         }
     }
 
-    async fn read_response_head(&mut self, conn: &mut UpConn, up: &Upstream) -> Result<(), Failure> {
+    async fn read_response_head(
+        &mut self,
+        conn: &mut UpConn,
+        up: &Upstream,
+    ) -> Result<(), Failure> {
         let head_request = self.head.method == crate::http::request::Method::Head;
         loop {
             if !conn.buf.is_empty() {
@@ -400,7 +405,10 @@ fn upstream_io(e: IoFail) -> Failure {
     }
 }
 
-async fn connect(addr: std::net::SocketAddr, timeout: std::time::Duration) -> Result<UpConn, Failure> {
+async fn connect(
+    addr: std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> Result<UpConn, Failure> {
     match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);

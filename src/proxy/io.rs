@@ -6,8 +6,8 @@ use std::io;
 use std::time::Instant;
 
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent};
 use monoio::io::CancelHandle;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent};
 
 /// Free space guaranteed before each read, so a read is never a tiny one.
 const MIN_READ: usize = 2048;

@@ -233,15 +233,21 @@ impl Client {
             true,
         );
         // Bytes the backend sent right after its 101 belong to the tunnel.
-        self.out
-            .extend_from_slice(&conn.buf[self.res.head_len..]);
+        self.out.extend_from_slice(&conn.buf[self.res.head_len..]);
         if self.send_out(vs.client_body_timeout).await.is_err() {
             return Relayed::broken();
         }
         // Bytes the client sent after its request head (already upgraded traffic).
         self.consume(self.head.head_len);
         let early = std::mem::take(&mut self.buf);
-        tunnel::run(ctx, &mut self.stream, &mut conn.stream, early, vs.keepalive_timeout).await;
+        tunnel::run(
+            ctx,
+            &mut self.stream,
+            &mut conn.stream,
+            early,
+            vs.keepalive_timeout,
+        )
+        .await;
         Relayed {
             client: Ok(true),
             upstream_reusable: false,

@@ -1,0 +1,15 @@
+//! The control side of the process: signals (reload, graceful stop, log reopen), and, on
+//! its own thread, everything that runs beside the workers without ever blocking them.
+
+pub mod signals;
+
+use std::sync::Arc;
+
+use crate::runtime::Process;
+
+/// Starts everything that runs beside the workers: signal handling, and (when configured)
+/// the admin endpoint and health checks.
+pub fn start(process: Arc<Process>) -> std::io::Result<()> {
+    signals::spawn(process, Box::new(|| {}))?;
+    Ok(())
+}

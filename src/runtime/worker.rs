@@ -1,0 +1,184 @@
+//! One worker thread: its monoio runtime, its listeners, and the housekeeping tick that
+//! picks up new configuration generations and drives the graceful stop.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use monoio::io::Canceller;
+use monoio::net::TcpListener;
+
+use super::{listener, wants_uring, IoKind, Process};
+use crate::config::IoMode;
+use crate::proxy::{self, ProxyCtx};
+
+/// How often a worker looks at the stop flag, new listen addresses and idle timeouts.
+/// Requests see a new configuration at once (they check the generation themselves); only
+/// listener changes and the stop wait for the tick.
+const TICK: Duration = Duration::from_millis(20);
+/// How often expired idle upstream connections are closed.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// io_uring submission queue size; completions beyond it queue in the kernel's overflow
+/// list, so this bounds batching, not connections.
+const RING_ENTRIES: u32 = 4096;
+/// Pause of an accept loop after EMFILE/ENFILE: back off instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+pub(super) type Ready = Sender<Result<(usize, IoKind), (usize, String)>>;
+
+pub(super) fn run(
+    id: usize,
+    core: Option<core_affinity::CoreId>,
+    mode: IoMode,
+    process: Arc<Process>,
+    ready: Ready,
+) {
+    if let Some(core) = core {
+        if !core_affinity::set_for_current(core) {
+            tracing::warn!(worker = id, "could not pin to core {}", core.id);
+        }
+    }
+    if wants_uring(mode) {
+        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(RING_ENTRIES)
+            .enable_timer()
+            .build()
+        {
+            Ok(mut rt) => {
+                rt.block_on(main(id, IoKind::IoUring, process, ready));
+                return;
+            }
+            Err(e) if mode == IoMode::Auto => {
+                if id == 0 {
+                    tracing::warn!("io_uring unavailable ({e}); falling back to epoll");
+                }
+            }
+            Err(e) => {
+                let _ = ready.send(Err((id, format!("io_uring unavailable: {e}"))));
+                return;
+            }
+        }
+    }
+    match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+    {
+        Ok(mut rt) => rt.block_on(main(id, IoKind::Epoll, process, ready)),
+        Err(e) => {
+            let _ = ready.send(Err((id, format!("cannot start the event loop: {e}"))));
+        }
+    }
+}
+
+async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
+    let ctx = Rc::new(ProxyCtx::new(
+        id,
+        process.shared.clone(),
+        process.stats[id].clone(),
+    ));
+    let mut listeners: HashMap<SocketAddr, Canceller> = HashMap::new();
+    let cur = ctx.current();
+    for &addr in cur.routes.listen_addrs() {
+        match open(addr, &ctx) {
+            Ok(c) => {
+                listeners.insert(addr, c);
+            }
+            Err(e) => {
+                let _ = ready.send(Err((id, format!("cannot listen on {addr}: {e}"))));
+                return;
+            }
+        }
+    }
+    let mut generation = cur.snapshot.generation;
+    drop(cur);
+    let _ = ready.send(Ok((id, kind)));
+
+    let mut last_sweep = Instant::now();
+    while !process.stopping.load(Ordering::Acquire) {
+        monoio::time::sleep(TICK).await;
+        let g = process.shared.generation.load(Ordering::Acquire);
+        if g != generation {
+            generation = g;
+            ctx.refresh();
+            reconcile(&mut listeners, &ctx);
+        }
+        if last_sweep.elapsed() >= SWEEP_EVERY {
+            last_sweep = Instant::now();
+            ctx.pool.borrow_mut().sweep(last_sweep);
+        }
+    }
+
+    // Graceful stop: no new connections, idle ones closed, busy ones finish their request.
+    for (_, c) in listeners.drain() {
+        c.cancel();
+    }
+    ctx.begin_stop();
+    let deadline = Instant::now() + ctx.current().config().runtime.shutdown_timeout;
+    while ctx.stats.clients_open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        monoio::time::sleep(TICK).await;
+    }
+    let left = ctx.stats.clients_open.load(Ordering::Relaxed);
+    if left > 0 {
+        tracing::warn!(worker = id, "stopping with {left} connections still open");
+    }
+}
+
+/// Binds `addr` and starts accepting on it; the returned canceller stops that.
+fn open(addr: SocketAddr, ctx: &Rc<ProxyCtx>) -> std::io::Result<Canceller> {
+    let std_listener = listener::bind(addr)?;
+    let listener = TcpListener::from_std(std_listener)?;
+    let canceller = Canceller::new();
+    let handle = canceller.handle();
+    let ctx = ctx.clone();
+    monoio::spawn(async move {
+        loop {
+            match listener.cancelable_accept(handle.clone()).await {
+                Ok((stream, remote)) => {
+                    monoio::spawn(proxy::serve(stream, remote, addr, ctx.clone()));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => break,
+                Err(e) => {
+                    // EMFILE/ENFILE and friends: the connection stays in the backlog; pause
+                    // so that closing connections can free descriptors.
+                    tracing::warn!(%addr, "accept failed: {e}");
+                    monoio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    });
+    Ok(canceller)
+}
+
+/// Opens listeners for addresses the new configuration added and closes those it removed
+/// (their accepted connections carry on).
+fn reconcile(listeners: &mut HashMap<SocketAddr, Canceller>, ctx: &Rc<ProxyCtx>) {
+    let cur = ctx.current();
+    let wanted: Vec<SocketAddr> = cur.routes.listen_addrs().copied().collect();
+    let gone: Vec<SocketAddr> = listeners
+        .keys()
+        .filter(|a| !wanted.contains(a))
+        .copied()
+        .collect();
+    for addr in gone {
+        if let Some(c) = listeners.remove(&addr) {
+            c.cancel();
+            tracing::info!(worker = ctx.worker, %addr, "stopped listening");
+        }
+    }
+    for addr in wanted {
+        if listeners.contains_key(&addr) {
+            continue;
+        }
+        match open(addr, ctx) {
+            Ok(c) => {
+                listeners.insert(addr, c);
+                tracing::info!(worker = ctx.worker, %addr, "listening");
+            }
+            Err(e) => tracing::error!(worker = ctx.worker, %addr, "cannot listen: {e}"),
+        }
+    }
+}
