@@ -1,0 +1,184 @@
+//! Runs the real `ringlb` binary on a config written for the test.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Proxy {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    log: Arc<Mutex<String>>,
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+pub fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ringlb-test-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Proxy {
+    /// Starts ringlb with `config` (full TOML) whose first listen address is `addr`.
+    pub fn start(config: &str, addr: SocketAddr) -> Proxy {
+        Self::start_env(config, addr, &[])
+    }
+
+    pub fn start_env(config: &str, addr: SocketAddr, env: &[(&str, &str)]) -> Proxy {
+        let dir = temp_dir();
+        let config_path = dir.join("ringlb.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringlb"));
+        cmd.arg("-c")
+            .arg(&config_path)
+            .env("RINGLB_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start ringlb");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let l = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut g = l.lock().unwrap();
+                g.push_str(&line);
+                g.push('\n');
+            }
+        });
+        let p = Proxy {
+            child,
+            addr,
+            dir,
+            config_path,
+            log,
+        };
+        p.wait_ready();
+        p
+    }
+
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if self.log().contains("ringlb started") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("ringlb did not start:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, within: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Writes a new config and sends SIGHUP.
+    pub fn reload(&self, config: &str) {
+        std::fs::write(&self.config_path, config).unwrap();
+        self.signal(libc::SIGHUP);
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Resident set size in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A config with one server block on `port` proxying `/` to upstream `app` made of
+/// `servers` (TOML inline tables), plus `extra_upstream` lines inside the upstream table.
+pub fn simple_config(port: u16, servers: &[String], extra_upstream: &str) -> String {
+    format!(
+        r#"
+[runtime]
+workers = 2
+shutdown_timeout = "5s"
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+keepalive_timeout = "30s"
+
+  [[server.location]]
+  path = "/"
+  proxy_pass = "app"
+  proxy_set_header = {{ "X-Real-IP" = "$remote_addr", "X-Forwarded-For" = "$proxy_add_x_forwarded_for" }}
+
+[upstream.app]
+connect_timeout = "1s"
+read_timeout = "2s"
+{extra_upstream}
+servers = [
+{}
+]
+"#,
+        servers.join(",\n")
+    )
+}
+
+/// `{ addr = "..." , extra }` for a backend.
+pub fn server(addr: SocketAddr, extra: &str) -> String {
+    if extra.is_empty() {
+        format!("  {{ addr = \"{addr}\" }}")
+    } else {
+        format!("  {{ addr = \"{addr}\", {extra} }}")
+    }
+}
