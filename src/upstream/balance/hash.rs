@@ -155,13 +155,12 @@ pub(crate) fn pick_consistent(
         .cfg
         .hash_balance_factor
         .map(|factor| load_bound(peers, factor, &gate));
-    let mut idx = find_point(ring, crc32fast::hash(key));
+    let start = find_point(ring, crc32fast::hash(key));
     let mut tries = 0;
     let mut overloaded: Option<usize> = None;
     // Each server's points are spread around the ring, so a full turn meets every server.
-    for _ in 0..ring.len() {
-        let i = ring[idx % ring.len()].peer as usize;
-        idx += 1;
+    for step in 0..ring.len() {
+        let i = ring[(start + step) % ring.len()].peer as usize;
         if tried.has(i) || !gate.admits(&peers[i], skips) {
             tries += 1;
             if tries > MAX_TRIES {

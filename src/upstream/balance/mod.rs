@@ -333,10 +333,10 @@ impl Selector {
         st.fails.fetch_add(1, Ordering::Relaxed);
         st.accessed_ms.store(now_ms, Ordering::Relaxed);
         st.checked_ms.store(now_ms, Ordering::Relaxed);
-        if peer.cfg.max_fails > 0 {
+        // max_fails = 0: failures are not counted against the weight either.
+        if let Some(drop) = peer.cfg.weight.checked_div(peer.cfg.max_fails) {
             if let Some(w) = self.locals.get_mut(up.index).and_then(|l| l.rr.get_mut(i)) {
-                w.effective -=
-                    ((peer.cfg.weight / peer.cfg.max_fails) as u64 * WEIGHT_SCALE) as i64;
+                w.effective -= (drop as u64 * WEIGHT_SCALE) as i64;
                 w.effective = w.effective.max(0);
             }
         }
