@@ -2,34 +2,91 @@
 //!
 //! `Selector` is worker-local (one per worker thread): it holds the mutable parts of the
 //! methods that nginx keeps per worker (smooth round robin's current/effective weights) and
-//! a cheap RNG. What all workers must agree on (active requests, passive failures, health)
-//! lives in the shared `PeerState` atomics. Picking never locks and never allocates.
+//! a cheap RNG. What all workers must agree on (active requests, passive failures, health,
+//! response-time EWMA) lives in the shared `PeerState` atomics. Picking never locks and
+//! never allocates: everything that can be computed ahead (cumulative weights, the ketama
+//! ring) is computed once per snapshot in [`Precomputed`].
 //!
-//! A pick walks the primaries with the upstream's method, then the backups (round robin), as
-//! nginx does with its `peers->next` group.
+//! A pick walks the primaries with the upstream's method (one file each), falls back to
+//! round robin over the primaries where nginx does (hash methods after 20 tries, random
+//! draws that found nothing), then walks the backups with round robin, as nginx does with
+//! its `peers->next` group. Unlike nginx, backups work with every method.
+//!
+//! Beyond nginx, shared by every method:
+//! - slow start (`ServerCfg::slow_start`): a server's weight ramps from 10% to 100%
+//!   ([`slow_start_permille`]). Weighted methods that choose by weight (round robin,
+//!   least_conn, random_two_least_conn, least_time) use the ramped weight; ip_hash and hash
+//!   keep the configured weight, because there the weight decides which keys a server owns
+//!   and a ramp would move keys between servers on every tick.
+//! - panic mode (`UpstreamCfg::panic_threshold`, [`in_panic`]).
 
+mod hash;
+mod ip_hash;
+mod least_conn;
+mod least_time;
+mod random_two;
 mod round_robin;
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use crate::config::UpstreamCfg;
+use crate::config::{Balance, UpstreamCfg};
 use crate::upstream::snapshot::{Peer, Snapshot, Upstream};
 
+pub use hash::{ring_owner, RingPoint};
 pub use round_robin::RrWeights;
+
+/// Weights are kept in thousandths internally so that slow start can ramp a weight of 1.
+/// Scaling every weight by the same constant leaves nginx's round robin sequence unchanged.
+pub(crate) const WEIGHT_SCALE: u64 = 1000;
+
+/// Envoy's slow start floor: a server starts at 10% of its weight.
+const SLOW_START_MIN_PERMILLE: u64 = 100;
 
 /// Selection tables computed once per snapshot.
 #[derive(Debug, Default)]
 pub struct Precomputed {
-    /// Sum of primary weights.
+    /// Sum of primary weights (nginx `total_weight`).
     pub primary_weight: u64,
+    /// `cum_weight[i]` = sum of the configured weights of primaries `0..=i`: ip_hash and hash
+    /// find the peer nginx's subtracting walk finds by binary search, random draws use it as
+    /// their weighted table.
+    pub cum_weight: Vec<u64>,
+    /// The ketama ring of the primaries (`consistent = true` only), sorted by hash,
+    /// de-duplicated.
+    pub ring: Vec<RingPoint>,
+    /// Some primary has `slow_start`: the weighted methods look at the clock.
+    pub slow_start: bool,
 }
 
 impl Precomputed {
-    pub fn build(_cfg: &UpstreamCfg, peers: &[Peer], primaries: usize) -> Precomputed {
+    pub fn build(cfg: &UpstreamCfg, peers: &[Peer], primaries: usize) -> Precomputed {
+        let prim = &peers[..primaries];
+        let cum_weight: Vec<u64> = prim
+            .iter()
+            .scan(0u64, |acc, p| {
+                *acc += p.cfg.weight as u64;
+                Some(*acc)
+            })
+            .collect();
+        let ring = if cfg.balance == Balance::Hash && cfg.consistent {
+            hash::build_ring(prim)
+        } else {
+            Vec::new()
+        };
         Precomputed {
-            primary_weight: peers[..primaries].iter().map(|p| p.cfg.weight as u64).sum(),
+            primary_weight: cum_weight.last().copied().unwrap_or(0),
+            cum_weight,
+            ring,
+            slow_start: prim.iter().any(|p| !p.cfg.slow_start.is_zero()),
         }
+    }
+
+    /// The primary that owns `w` (< `primary_weight`) in nginx's walk
+    /// `while w >= peer.weight { w -= peer.weight; peer = next }`.
+    pub(crate) fn weighted_index(&self, w: u64) -> usize {
+        self.cum_weight.partition_point(|&c| c <= w)
     }
 }
 
@@ -89,13 +146,47 @@ impl Tried {
 pub struct Selector {
     generation: u64,
     locals: Vec<Local>,
-    rng: u64,
+    rng: Rng,
 }
 
 /// Worker-local state of one upstream.
 #[derive(Debug, Default)]
 pub(crate) struct Local {
+    /// Smooth round robin weights of every peer (primaries then backups); least_conn breaks
+    /// its ties with the same weights, as nginx does.
     pub(crate) rr: Vec<RrWeights>,
+}
+
+impl Local {
+    fn new(up: &Upstream) -> Local {
+        Local {
+            rr: up
+                .peers
+                .iter()
+                .map(|p| RrWeights::new(p.cfg.weight))
+                .collect(),
+        }
+    }
+}
+
+/// xorshift64*: cheap, worker-local, good enough to spread random choices.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (n > 0), by multiply-shift rather than a division.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
 }
 
 /// Why a server was passed over during a walk; decides 502 vs 503 when nothing is left.
@@ -104,12 +195,44 @@ pub(crate) struct Skips {
     pub(crate) full: bool,
 }
 
+/// The per-pick facts every method's filter needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gate {
+    pub(crate) now_ms: u64,
+    /// The only server of its upstream, which nginx never marks failed.
+    pub(crate) single: bool,
+    /// Panic mode: health and passive failures are ignored.
+    pub(crate) panic: bool,
+}
+
+impl Gate {
+    /// Whether `peer` may take a request now (ignoring `tried`).
+    pub(crate) fn admits(&self, peer: &Peer, skips: &mut Skips) -> bool {
+        if peer.cfg.down {
+            return false;
+        }
+        if !self.panic && !is_healthy(peer, self.now_ms, self.single) {
+            return false;
+        }
+        if peer.cfg.max_conns > 0 && peer.state.active() >= peer.cfg.max_conns {
+            skips.full = true;
+            return false;
+        }
+        true
+    }
+
+    /// The server's weight in thousandths, ramped by slow start.
+    pub(crate) fn weight(&self, peer: &Peer) -> u64 {
+        peer.cfg.weight as u64 * slow_start_permille(peer, self.now_ms)
+    }
+}
+
 impl Selector {
     pub fn new(seed: u64) -> Selector {
         Selector {
             generation: u64::MAX,
             locals: Vec::new(),
-            rng: seed | 1,
+            rng: Rng(seed | 1),
         }
     }
 
@@ -119,17 +242,7 @@ impl Selector {
             return;
         }
         self.generation = snap.generation;
-        self.locals = snap
-            .upstreams
-            .iter()
-            .map(|u| Local {
-                rr: u
-                    .peers
-                    .iter()
-                    .map(|p| RrWeights::new(p.cfg.weight))
-                    .collect(),
-            })
-            .collect();
+        self.locals = snap.upstreams.iter().map(Local::new).collect();
     }
 
     /// Picks a server of `up` not yet in `tried`, and counts the request as active on it.
@@ -141,33 +254,33 @@ impl Selector {
         tried: &mut Tried,
         now_ms: u64,
     ) -> Result<usize, PickError> {
-        let _ = input;
-        let local = &mut self.locals[up.index];
         let mut skips = Skips::default();
-        let single = up.peers.len() == 1;
+        let primary = Gate {
+            now_ms,
+            single: up.peers.len() == 1,
+            panic: in_panic(up, now_ms),
+        };
+        let backup = Gate {
+            now_ms,
+            single: false,
+            panic: false,
+        };
         // A lost race for a max_conns slot marks that server tried and walks again, so
         // the loop ends after at most `peers` rounds.
         for _ in 0..=up.peers.len() {
-            let found = round_robin::pick(
-                &mut local.rr[..up.primaries],
-                up.primary_peers(),
-                0,
-                tried,
-                now_ms,
-                single,
-                &mut skips,
-            )
-            .or_else(|| {
-                round_robin::pick(
-                    &mut local.rr[up.primaries..],
-                    up.backup_peers(),
-                    up.primaries,
-                    tried,
-                    now_ms,
-                    false,
-                    &mut skips,
-                )
-            });
+            let found = self
+                .pick_primary(up, input, tried, primary, &mut skips)
+                .or_else(|| {
+                    let local = &mut self.locals[up.index];
+                    round_robin::pick(
+                        &mut local.rr[up.primaries..],
+                        up.backup_peers(),
+                        up.primaries,
+                        tried,
+                        backup,
+                        &mut skips,
+                    )
+                });
             let Some(i) = found else { break };
             let peer = &up.peers[i];
             if acquire(peer) {
@@ -184,6 +297,35 @@ impl Selector {
         })
     }
 
+    /// The upstream's method over the primaries, then round robin over them where the method
+    /// gives up (nginx's `get_rr_peer` fallback).
+    fn pick_primary(
+        &mut self,
+        up: &Upstream,
+        input: &PickInput<'_>,
+        tried: &Tried,
+        gate: Gate,
+        skips: &mut Skips,
+    ) -> Option<usize> {
+        if up.primaries == 0 {
+            return None;
+        }
+        let local = &mut self.locals[up.index];
+        let rr = &mut local.rr[..up.primaries];
+        let found = match up.cfg.balance {
+            Balance::RoundRobin => None,
+            Balance::LeastConn => least_conn::pick(rr, up.primary_peers(), tried, gate, skips),
+            Balance::IpHash => ip_hash::pick(up, input.client_ip, tried, gate, skips),
+            Balance::Hash if up.cfg.consistent => {
+                hash::pick_consistent(up, input.hash_key, tried, gate, skips)
+            }
+            Balance::Hash => hash::pick(up, input.hash_key, tried, gate, skips),
+            Balance::RandomTwoLeastConn => random_two::pick(up, &mut self.rng, tried, gate, skips),
+            Balance::LeastTime => least_time::pick(up, &mut self.rng, tried, gate, skips),
+        };
+        found.or_else(|| round_robin::pick(rr, up.primary_peers(), 0, tried, gate, skips))
+    }
+
     /// Records a failed exchange with `up.peers[i]` (nginx `NGX_PEER_FAILED`).
     pub fn failed(&mut self, up: &Upstream, i: usize, now_ms: u64) {
         let peer = &up.peers[i];
@@ -191,9 +333,10 @@ impl Selector {
         st.fails.fetch_add(1, Ordering::Relaxed);
         st.accessed_ms.store(now_ms, Ordering::Relaxed);
         st.checked_ms.store(now_ms, Ordering::Relaxed);
-        if peer.cfg.max_fails > 0 {
+        // max_fails = 0: failures are not counted against the weight either.
+        if let Some(drop) = peer.cfg.weight.checked_div(peer.cfg.max_fails) {
             if let Some(w) = self.locals.get_mut(up.index).and_then(|l| l.rr.get_mut(i)) {
-                w.effective -= (peer.cfg.weight / peer.cfg.max_fails) as i64;
+                w.effective -= (drop as u64 * WEIGHT_SCALE) as i64;
                 w.effective = w.effective.max(0);
             }
         }
@@ -207,14 +350,15 @@ impl Selector {
         }
     }
 
+    /// Feeds one response time of `up.peers[i]` (request sent to response head received)
+    /// into its peak-EWMA, which `least_time` reads. Lock-free; any method may call it.
+    pub fn observe(&self, up: &Upstream, i: usize, response_time: Duration, now_ms: u64) {
+        least_time::observe(&up.peers[i].state, response_time, now_ms);
+    }
+
     /// xorshift64*: cheap, worker-local, good enough to spread random choices.
     pub fn next_random(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.rng.next_u64()
     }
 }
 
@@ -249,13 +393,15 @@ fn admit_probe(peer: &Peer, now_ms: u64) {
     }
 }
 
-/// Whether `peer` may take a request now (ignoring `tried`). `single`: the only server of its
-/// upstream, which nginx never marks failed.
-pub(crate) fn usable(peer: &Peer, now_ms: u64, single: bool, skips: &mut Skips) -> bool {
-    if peer.cfg.down || !peer.state.is_healthy() {
+/// Health as far as selection cares: the active check says up and passive failures have not
+/// disabled it (`fails >= max_fails` within `fail_timeout` of the last check). `down` is
+/// separate: it is configuration, not health. `single`: the only server of its upstream,
+/// which nginx never marks failed.
+fn is_healthy(peer: &Peer, now_ms: u64, single: bool) -> bool {
+    let st = &peer.state;
+    if !st.is_healthy() {
         return false;
     }
-    let st = &peer.state;
     if !single && peer.cfg.max_fails > 0 {
         let fails = st.fails.load(Ordering::Relaxed);
         if fails >= peer.cfg.max_fails
@@ -265,22 +411,64 @@ pub(crate) fn usable(peer: &Peer, now_ms: u64, single: bool, skips: &mut Skips) 
             return false;
         }
     }
-    if peer.cfg.max_conns > 0 && st.active() >= peer.cfg.max_conns {
-        skips.full = true;
-        return false;
-    }
     true
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
-    //! Builders for selection tests: upstreams without a config file or sockets.
+/// Slow start ramp in thousandths of the weight: Envoy's `max(10%, t^(1/aggression))` with
+/// aggression 1 (linear), `t` the share of `slow_start` elapsed since `up_since_ms`.
+pub fn slow_start_permille(peer: &Peer, now_ms: u64) -> u64 {
+    let ramp = peer.cfg.slow_start.as_millis() as u64;
+    if ramp == 0 {
+        return WEIGHT_SCALE;
+    }
+    let since = peer.state.up_since_ms.load(Ordering::Relaxed);
+    if since == 0 {
+        return WEIGHT_SCALE;
+    }
+    let t = now_ms.saturating_sub(since);
+    if t >= ramp {
+        return WEIGHT_SCALE;
+    }
+    (t * WEIGHT_SCALE / ramp).max(SLOW_START_MIN_PERMILLE)
+}
+
+/// Panic mode (Envoy's panic threshold): the share of healthy primaries (healthy by the
+/// active check, not passively failed) among the primaries not marked `down` is below
+/// `panic_threshold` percent, and no backup is healthy to take over (backups come first, as
+/// Envoy spills to the next priority before panicking). In panic, health and failures are
+/// ignored and every non-`down` primary gets traffic, so a flapping health check cannot pile
+/// the whole load onto the few servers it still believes in.
+pub fn in_panic(up: &Upstream, now_ms: u64) -> bool {
+    let Some(threshold) = up.cfg.panic_threshold else {
+        return false;
+    };
+    let single = up.peers.len() == 1;
+    let (mut total, mut healthy) = (0u64, 0u64);
+    for p in up.primary_peers().iter().filter(|p| !p.cfg.down) {
+        total += 1;
+        healthy += is_healthy(p, now_ms, single) as u64;
+    }
+    if total == 0 || healthy * 100 >= total * threshold as u64 {
+        return false;
+    }
+    !up.backup_peers()
+        .iter()
+        .any(|p| !p.cfg.down && is_healthy(p, now_ms, false))
+}
+
+#[doc(hidden)]
+pub mod bench_support {
+    //! Builders for selection tests and benches: upstreams without a config file or sockets.
+    //! Not a stable API.
+    use std::path::PathBuf;
+    use std::sync::Arc;
     use std::time::Duration;
 
     use crate::config::*;
-    use crate::upstream::snapshot::Upstream;
+    use crate::upstream::snapshot::{Snapshot, Upstream};
     use crate::upstream::state::Registry;
 
+    /// `127.0.0.1:port` with nginx's defaults.
     pub fn server(port: u16, weight: u32) -> ServerCfg {
         ServerCfg {
             addr: format!("127.0.0.1:{port}").parse().unwrap(),
@@ -328,33 +516,74 @@ pub(crate) mod testing {
     pub fn upstream(cfg: &UpstreamCfg) -> Upstream {
         Upstream::build(0, cfg, &Registry::new())
     }
+
+    /// A snapshot (generation 1) holding just `upstreams`, for `Selector::sync`.
+    pub fn snapshot(upstreams: Vec<UpstreamCfg>) -> Snapshot {
+        let config = Config {
+            path: PathBuf::from("bench.toml"),
+            runtime: RuntimeCfg {
+                workers: 1,
+                pin_workers: false,
+                shutdown_timeout: Duration::from_secs(1),
+                io: IoMode::Auto,
+            },
+            admin: None,
+            servers: Vec::new(),
+            upstreams,
+        };
+        Snapshot::build(Arc::new(config), &Registry::new(), 1)
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::testing::*;
+pub(crate) mod testing {
+    //! Test helpers on top of [`bench_support`](super::bench_support).
+    pub use super::bench_support::*;
     use super::*;
-    use crate::config::Balance;
 
-    fn selector_for(up: &Upstream) -> Selector {
-        let mut s = Selector::new(7);
+    /// A selector already synced to the single upstream `up` (index 0).
+    pub fn test_selector(up: &Upstream, seed: u64) -> Selector {
+        let mut s = Selector::new(seed);
         s.generation = 0;
-        s.locals = vec![Local {
-            rr: up
-                .peers
-                .iter()
-                .map(|p| RrWeights::new(p.cfg.weight))
-                .collect(),
-        }];
+        s.locals = vec![Local::new(up)];
         s
     }
 
-    fn input() -> PickInput<'static> {
+    pub fn input() -> PickInput<'static> {
         PickInput {
             client_ip: "127.0.0.1".parse().unwrap(),
             hash_key: b"",
         }
     }
+
+    /// One pick with a fresh `tried`, at t = 1 ms. The request stays active.
+    pub fn pick_once(
+        sel: &mut Selector,
+        up: &Upstream,
+        input: &PickInput<'_>,
+    ) -> Result<usize, PickError> {
+        let mut tried = Tried::default();
+        tried.reset(up.peers.len());
+        sel.pick(up, input, &mut tried, 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::testing::*;
+    use super::*;
+    use crate::config::Balance;
+
+    const ALL: [Balance; 6] = [
+        Balance::RoundRobin,
+        Balance::LeastConn,
+        Balance::IpHash,
+        Balance::Hash,
+        Balance::RandomTwoLeastConn,
+        Balance::LeastTime,
+    ];
 
     #[test]
     fn smooth_round_robin_matches_nginx_sequence() {
@@ -363,7 +592,7 @@ mod tests {
             vec![server(1, 5), server(2, 1), server(3, 1)],
         );
         let up = upstream(&cfg);
-        let mut sel = selector_for(&up);
+        let mut sel = test_selector(&up, 7);
         let mut tried = Tried::default();
         let seq: String = (0..7)
             .map(|_| {
@@ -377,12 +606,28 @@ mod tests {
     }
 
     #[test]
+    fn sync_builds_locals_from_a_snapshot() {
+        let snap = bench_support::snapshot(vec![upstream_cfg(
+            Balance::RoundRobin,
+            vec![server(1, 1), server(2, 1)],
+        )]);
+        let mut sel = Selector::new(1);
+        sel.sync(&snap);
+        let up = &snap.upstreams[0];
+        let mut tried = Tried::default();
+        tried.reset(2);
+        assert_eq!(sel.pick(up, &input(), &mut tried, 1), Ok(0));
+        tried.reset(2);
+        assert_eq!(sel.pick(up, &input(), &mut tried, 1), Ok(1));
+    }
+
+    #[test]
     fn backup_only_when_primaries_unusable() {
         let mut b = server(3, 1);
         b.backup = true;
         let cfg = upstream_cfg(Balance::RoundRobin, vec![server(1, 1), server(2, 1), b]);
         let up = upstream(&cfg);
-        let mut sel = selector_for(&up);
+        let mut sel = test_selector(&up, 7);
         let mut tried = Tried::default();
         tried.reset(3);
         tried.set(0);
@@ -396,10 +641,41 @@ mod tests {
     }
 
     #[test]
+    fn backups_serve_every_method_when_primaries_are_down() {
+        for balance in ALL {
+            for consistent in [false, true] {
+                let mut b1 = server(3, 1);
+                b1.backup = true;
+                let mut b2 = server(4, 1);
+                b2.backup = true;
+                let mut cfg = upstream_cfg(balance, vec![server(1, 1), server(2, 1), b1, b2]);
+                cfg.consistent = consistent;
+                let up = upstream(&cfg);
+                let mut sel = test_selector(&up, 7);
+                let inp = PickInput {
+                    client_ip: "10.1.2.3".parse().unwrap(),
+                    hash_key: b"/k",
+                };
+                assert!(pick_once(&mut sel, &up, &inp).unwrap() < 2);
+                for p in up.primary_peers() {
+                    p.state.healthy.store(false, Ordering::Relaxed);
+                }
+                let mut seen = [0u32; 4];
+                for _ in 0..4 {
+                    let i = pick_once(&mut sel, &up, &inp).unwrap();
+                    release(&up.peers[i]);
+                    seen[i] += 1;
+                }
+                assert_eq!(seen, [0, 0, 2, 2], "{balance:?} consistent={consistent}");
+            }
+        }
+    }
+
+    #[test]
     fn failed_server_is_skipped_until_fail_timeout_then_probed() {
         let cfg = upstream_cfg(Balance::RoundRobin, vec![server(1, 1), server(2, 1)]);
         let up = upstream(&cfg);
-        let mut sel = selector_for(&up);
+        let mut sel = test_selector(&up, 7);
         let mut tried = Tried::default();
         sel.failed(&up, 0, 1000);
         for _ in 0..5 {
@@ -423,12 +699,51 @@ mod tests {
     }
 
     #[test]
+    fn every_method_skips_failed_down_and_tried() {
+        for balance in ALL {
+            let mut down = server(2, 1);
+            down.down = true;
+            let cfg = upstream_cfg(
+                balance,
+                vec![server(1, 1), down, server(3, 1), server(4, 1)],
+            );
+            let up = upstream(&cfg);
+            let mut sel = test_selector(&up, 3);
+            sel.failed(&up, 2, 1);
+            let inp = PickInput {
+                client_ip: "10.1.2.3".parse().unwrap(),
+                hash_key: b"/k",
+            };
+            for n in 0..20u8 {
+                let ip = format!("10.{n}.2.3");
+                let inp = PickInput {
+                    client_ip: ip.parse().unwrap(),
+                    hash_key: &[n],
+                };
+                let i = pick_once(&mut sel, &up, &inp).unwrap();
+                release(&up.peers[i]);
+                assert!(i == 0 || i == 3, "{balance:?} picked {i}");
+            }
+            let mut tried = Tried::default();
+            tried.reset(4);
+            tried.set(0);
+            assert_eq!(sel.pick(&up, &inp, &mut tried, 1), Ok(3), "{balance:?}");
+            tried.set(3);
+            assert_eq!(
+                sel.pick(&up, &inp, &mut tried, 1),
+                Err(PickError::NoLive),
+                "{balance:?}"
+            );
+        }
+    }
+
+    #[test]
     fn max_conns_gives_all_full() {
         let mut s = server(1, 1);
         s.max_conns = 1;
         let cfg = upstream_cfg(Balance::RoundRobin, vec![s]);
         let up = upstream(&cfg);
-        let mut sel = selector_for(&up);
+        let mut sel = test_selector(&up, 7);
         let mut tried = Tried::default();
         tried.reset(1);
         assert_eq!(sel.pick(&up, &input(), &mut tried, 1), Ok(0));
@@ -440,5 +755,163 @@ mod tests {
         release(&up.peers[0]);
         tried.reset(1);
         assert_eq!(sel.pick(&up, &input(), &mut tried, 1), Ok(0));
+    }
+
+    #[test]
+    fn max_conns_respected_by_every_method() {
+        for balance in ALL {
+            let servers: Vec<_> = (1..=3)
+                .map(|p| {
+                    let mut s = server(p, 1);
+                    s.max_conns = 2;
+                    s
+                })
+                .collect();
+            let up = upstream(&upstream_cfg(balance, servers));
+            let mut sel = test_selector(&up, 5);
+            let inp = PickInput {
+                client_ip: "10.1.2.3".parse().unwrap(),
+                hash_key: b"/k",
+            };
+            for _ in 0..6 {
+                pick_once(&mut sel, &up, &inp).unwrap();
+            }
+            assert_eq!(
+                pick_once(&mut sel, &up, &inp),
+                Err(PickError::AllFull),
+                "{balance:?}"
+            );
+            assert!(up.peers.iter().all(|p| p.state.active() == 2));
+        }
+    }
+
+    #[test]
+    fn single_server_is_never_marked_failed() {
+        for balance in ALL {
+            let up = upstream(&upstream_cfg(balance, vec![server(1, 1)]));
+            let mut sel = test_selector(&up, 5);
+            sel.failed(&up, 0, 1);
+            let i = pick_once(&mut sel, &up, &input()).unwrap();
+            assert_eq!(i, 0, "{balance:?}");
+        }
+    }
+
+    #[test]
+    fn slow_start_ramps_from_ten_percent() {
+        let mut fresh = server(2, 1);
+        fresh.slow_start = Duration::from_secs(10);
+        let up = upstream(&upstream_cfg(
+            Balance::RoundRobin,
+            vec![server(1, 1), fresh],
+        ));
+        up.peers[1]
+            .state
+            .up_since_ms
+            .store(100_000, Ordering::Relaxed);
+        let p = &up.peers[1];
+        assert_eq!(slow_start_permille(p, 100_000), 100);
+        assert_eq!(slow_start_permille(p, 100_500), 100);
+        assert_eq!(slow_start_permille(p, 105_000), 500);
+        assert_eq!(slow_start_permille(p, 110_000), 1000);
+        assert_eq!(slow_start_permille(&up.peers[0], 100_000), 1000);
+
+        let share = |balance: Balance, now: u64| {
+            let mut fresh = server(2, 1);
+            fresh.slow_start = Duration::from_secs(10);
+            let up = upstream(&upstream_cfg(balance, vec![server(1, 1), fresh]));
+            up.peers[1]
+                .state
+                .up_since_ms
+                .store(100_000, Ordering::Relaxed);
+            let mut sel = test_selector(&up, 11);
+            let mut n = 0;
+            for _ in 0..2000 {
+                let mut tried = Tried::default();
+                tried.reset(2);
+                let i = sel.pick(&up, &input(), &mut tried, now).unwrap();
+                release(&up.peers[i]);
+                n += i as u32;
+            }
+            n as f64 / 2000.0
+        };
+        for balance in [
+            Balance::RoundRobin,
+            Balance::RandomTwoLeastConn,
+            Balance::LeastTime,
+        ] {
+            // Weight 0.1 vs 1: about 9%; at half way 0.5 vs 1: a third; then even.
+            let early = share(balance, 100_000);
+            let half = share(balance, 105_000);
+            let done = share(balance, 200_000);
+            assert!(early < 0.15, "{balance:?} early {early}");
+            assert!((0.2..0.45).contains(&half), "{balance:?} half {half}");
+            assert!((0.4..0.6).contains(&done), "{balance:?} done {done}");
+        }
+    }
+
+    #[test]
+    fn slow_start_weights_least_conn() {
+        let mut fresh = server(2, 1);
+        fresh.slow_start = Duration::from_secs(10);
+        let up = upstream(&upstream_cfg(Balance::LeastConn, vec![server(1, 1), fresh]));
+        up.peers[1].state.up_since_ms.store(1, Ordering::Relaxed);
+        let mut sel = test_selector(&up, 1);
+        // Held requests at t = 1 ms: the fresh server counts as weight 0.1.
+        for _ in 0..22 {
+            pick_once(&mut sel, &up, &input()).unwrap();
+        }
+        assert_eq!(up.peers[1].state.active(), 2);
+    }
+
+    #[test]
+    fn panic_mode_spreads_over_all_primaries() {
+        let servers: Vec<_> = (1..=4).map(|p| server(p, 1)).collect();
+        let mut cfg = upstream_cfg(Balance::RoundRobin, servers);
+        cfg.panic_threshold = Some(50);
+        let up = upstream(&cfg);
+        let mut sel = test_selector(&up, 1);
+        // 2 of 4 healthy = 50%: not below the threshold, health is obeyed.
+        up.peers[0].state.healthy.store(false, Ordering::Relaxed);
+        sel.failed(&up, 1, 1);
+        assert!(!in_panic(&up, 1));
+        let mut seen = [0u32; 4];
+        for _ in 0..8 {
+            let i = pick_once(&mut sel, &up, &input()).unwrap();
+            release(&up.peers[i]);
+            seen[i] += 1;
+        }
+        assert_eq!(seen, [0, 0, 4, 4]);
+        // 1 of 4 = 25%: panic, everyone gets traffic.
+        up.peers[2].state.healthy.store(false, Ordering::Relaxed);
+        assert!(in_panic(&up, 1));
+        let mut seen = [0u32; 4];
+        for _ in 0..8 {
+            let i = pick_once(&mut sel, &up, &input()).unwrap();
+            release(&up.peers[i]);
+            seen[i] += 1;
+        }
+        assert_eq!(seen, [2, 2, 2, 2]);
+        // Without a threshold: only the healthy one.
+        let mut cfg2 = cfg.clone();
+        cfg2.panic_threshold = None;
+        let up2 = upstream(&cfg2);
+        assert!(!in_panic(&up2, 1));
+    }
+
+    #[test]
+    fn panic_mode_waits_for_healthy_backups() {
+        let mut b = server(5, 1);
+        b.backup = true;
+        let mut cfg = upstream_cfg(Balance::LeastConn, vec![server(1, 1), server(2, 1), b]);
+        cfg.panic_threshold = Some(50);
+        let up = upstream(&cfg);
+        up.peers[0].state.healthy.store(false, Ordering::Relaxed);
+        up.peers[1].state.healthy.store(false, Ordering::Relaxed);
+        assert!(!in_panic(&up, 1));
+        let mut sel = test_selector(&up, 1);
+        assert_eq!(pick_once(&mut sel, &up, &input()), Ok(2));
+        up.peers[2].state.healthy.store(false, Ordering::Relaxed);
+        assert!(in_panic(&up, 1));
+        assert!(pick_once(&mut sel, &up, &input()).unwrap() < 2);
     }
 }
