@@ -47,6 +47,19 @@ pub(super) struct Client {
     pub(super) res: ResponseHead,
     pub(super) tried: Tried,
     served: u64,
+    /// What the access log and metrics need to know about the current request.
+    pub(super) log: RequestLog,
+}
+
+/// Facts about one request gathered along the way, for the access log.
+#[derive(Debug, Default, Clone)]
+pub(super) struct RequestLog {
+    /// The last server tried (nginx's `$upstream_addr`).
+    pub upstream: Option<SocketAddr>,
+    /// Its status (`$upstream_status`; 0 when it gave no response).
+    pub upstream_status: u16,
+    /// Time from sending the request to its response head (`$upstream_response_time`).
+    pub upstream_time: Duration,
 }
 
 /// How the current request's body reaches the backend.
@@ -76,6 +89,7 @@ pub async fn serve(stream: TcpStream, remote: SocketAddr, listen: SocketAddr, ct
         res: ResponseHead::default(),
         tried: Tried::default(),
         served: 0,
+        log: RequestLog::default(),
     };
     c.run(&ctx).await;
     WorkerStats::drop_one(&stats.clients_open);
@@ -107,6 +121,7 @@ impl Client {
                 }
             }
             WorkerStats::bump(&ctx.stats.requests);
+            self.log = RequestLog::default();
             let host = self
                 .head
                 .host
@@ -342,7 +357,7 @@ impl Client {
         close: bool,
         vs: &VirtualServer,
     ) {
-        WorkerStats::bump(&ctx.stats.own_responses);
+        WorkerStats::bump(&ctx.stats.own_codes[crate::metrics::code_slot(status)]);
         self.out.clear();
         rewrite::error_response(&mut self.out, status, close);
         let deadline = Instant::now() + vs.client_body_timeout;

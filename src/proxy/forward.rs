@@ -15,7 +15,8 @@ use crate::config::VirtualServer;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::RequestBody;
 use crate::http::response;
-use crate::metrics::WorkerStats;
+use crate::config::Balance;
+use crate::metrics;
 use crate::pool::UpConn;
 use crate::upstream::balance::release;
 use crate::upstream::{now_ms, PickError, PickInput, Upstream};
@@ -34,15 +35,19 @@ pub(super) enum Outcome {
 }
 
 /// Why an attempt on one server failed, in nginx's `next_upstream` terms.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(super) enum Failure {
     /// `error`: connect refused, reset, closed before a response.
+    #[error("{0}")]
     Error(io::Error),
     /// `timeout`: connect, send or read timed out.
+    #[error("timed out")]
     Timeout,
     /// `invalid_header`: the response head was not valid HTTP.
+    #[error("invalid response: {0}")]
     Invalid(&'static str),
     /// The client broke (or sent a bad body) while its body was being streamed.
+    #[error("client side failed")]
     Client(Option<u16>),
 }
 
@@ -116,16 +121,23 @@ impl Client {
             };
             self.tried.set(i);
             tries += 1;
-            if tries > 1 {
-                WorkerStats::bump(&ctx.stats.retries);
-            }
             let peer = &up.peers[i];
+            let shard = peer.state.shard(ctx.worker);
             let mut progress = Progress::default();
+            let sent_at = Instant::now();
             let attempt = self.attempt(ctx, up, i, vs, plan, &mut progress).await;
             let now = now_ms();
+            let elapsed = sent_at.elapsed();
+            self.log.upstream = Some(peer.cfg.addr);
+            self.log.upstream_time = elapsed;
             match attempt {
                 Ok(mut conn) => {
                     let status = self.res.status;
+                    self.log.upstream_status = status;
+                    shard.observe(status, elapsed);
+                    if cfg.balance == Balance::LeastTime {
+                        ctx.selector.borrow().observe(up, i, elapsed, now);
+                    }
                     let may_retry = cfg.next_upstream.retries_status(status)
                         && self.may_retry(up, tries, max_tries, started, progress);
                     if cfg.next_upstream.retries_status(status) {
@@ -135,6 +147,8 @@ impl Client {
                         // Only give up this response if another server can take the request;
                         // otherwise the client gets the backend's own answer, as in nginx.
                         if let Ok(n) = self.pick(ctx, up) {
+                            metrics::bump(&shard.failures);
+                            metrics::bump(&shard.retries);
                             release(peer);
                             drop(conn);
                             next = Some(n);
@@ -149,10 +163,12 @@ impl Client {
                 }
                 Err(f) => {
                     release(peer);
+                    self.log.upstream_status = 0;
                     if !matches!(f, Failure::Client(_)) {
+                        metrics::bump(&shard.failures);
                         tracing::info!(
                             upstream = %cfg.name, server = %peer.cfg.name,
-                            "upstream attempt failed: {f:?}"
+                            "upstream attempt failed: {f}"
                         );
                         ctx.selector.borrow_mut().failed(up, i, now);
                     }
@@ -161,6 +177,7 @@ impl Client {
                     {
                         return Outcome::Failed { status: f.status() };
                     }
+                    metrics::bump(&shard.retries);
                     last = Some(f);
                 }
             }

@@ -119,7 +119,7 @@ pub enum StartError {
 /// has bound its listeners.
 pub fn start(config: Config) -> Result<Running, StartError> {
     let workers = config.runtime.workers.max(1);
-    let registry = Registry::new();
+    let registry = Registry::with_workers(workers);
     let path = config.path.clone();
     let io_mode = config.runtime.io;
     let pin = config.runtime.pin_workers;

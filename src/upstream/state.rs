@@ -9,6 +9,8 @@ use std::time::Instant;
 
 use crossbeam::utils::CachePadded;
 
+use crate::metrics::PeerCounters;
+
 /// Milliseconds since the process started: the clock of every `*_ms` field.
 ///
 /// A `u64` of milliseconds fits an atomic, which an `Instant` does not.
@@ -28,8 +30,6 @@ pub struct PeerState {
     pub id: u32,
     /// Requests in flight to this server, across workers.
     pub active: CachePadded<AtomicU32>,
-    /// Requests sent to this server since start (for /status).
-    pub requests: CachePadded<AtomicU64>,
     /// nginx `fails`: passive failures since the last success that counted.
     pub fails: CachePadded<AtomicU32>,
     /// nginx `accessed`: when the last failure happened.
@@ -46,14 +46,19 @@ pub struct PeerState {
     pub ewma_us: AtomicU64,
     /// When `ewma_us` was last updated.
     pub ewma_at_ms: AtomicU64,
+    /// Per-worker counters (one shard per worker, each on its own cache lines).
+    pub shards: Box<[CachePadded<PeerCounters>]>,
 }
 
 impl PeerState {
     pub fn new(id: u32) -> PeerState {
+        Self::with_shards(id, 1)
+    }
+
+    pub fn with_shards(id: u32, shards: usize) -> PeerState {
         PeerState {
             id,
             active: CachePadded::new(AtomicU32::new(0)),
-            requests: CachePadded::new(AtomicU64::new(0)),
             fails: CachePadded::new(AtomicU32::new(0)),
             accessed_ms: AtomicU64::new(0),
             checked_ms: AtomicU64::new(0),
@@ -61,11 +66,20 @@ impl PeerState {
             up_since_ms: AtomicU64::new(0),
             ewma_us: AtomicU64::new(0),
             ewma_at_ms: AtomicU64::new(0),
+            shards: (0..shards.max(1))
+                .map(|_| CachePadded::new(PeerCounters::default()))
+                .collect(),
         }
     }
 
     pub fn active(&self) -> u32 {
         self.active.load(Ordering::Relaxed)
+    }
+
+    /// This worker's counters (worker ids past the shard count share the last shard).
+    #[inline]
+    pub fn shard(&self, worker: usize) -> &PeerCounters {
+        &self.shards[worker.min(self.shards.len() - 1)]
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -79,6 +93,8 @@ impl PeerState {
 #[derive(Debug, Default)]
 pub struct Registry {
     inner: Mutex<RegistryInner>,
+    /// Counter shards per server: the worker count.
+    shards: usize,
 }
 
 #[derive(Debug, Default)]
@@ -92,6 +108,14 @@ impl Registry {
         Registry::default()
     }
 
+    /// A registry whose servers carry one counter shard per worker.
+    pub fn with_workers(workers: usize) -> Registry {
+        Registry {
+            shards: workers,
+            ..Registry::default()
+        }
+    }
+
     /// The state for `addr` in upstream `upstream`, created if new.
     pub fn peer(&self, upstream: &str, addr: SocketAddr) -> Arc<PeerState> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -100,7 +124,7 @@ impl Registry {
         }
         let id = inner.next_id;
         inner.next_id += 1;
-        let state = Arc::new(PeerState::new(id));
+        let state = Arc::new(PeerState::with_shards(id, self.shards));
         state.up_since_ms.store(now_ms(), Ordering::Relaxed);
         inner
             .by_key
