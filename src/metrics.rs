@@ -14,8 +14,8 @@ use crossbeam::utils::CachePadded;
 
 /// Status codes counted on their own; the others fall into their class (`1xx`..`5xx`).
 pub const TRACKED_CODES: [u16; 24] = [
-    100, 101, 200, 201, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 408, 413,
-    429, 500, 501, 502, 503, 504,
+    100, 101, 200, 201, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 408, 413, 429,
+    500, 501, 502, 503, 504,
 ];
 /// One slot per tracked code, then one per class.
 pub const CODE_SLOTS: usize = TRACKED_CODES.len() + 5;

@@ -75,9 +75,8 @@ pub(super) enum BodyPlan {
 /// Serves one accepted client connection until it closes.
 pub async fn serve(stream: TcpStream, remote: SocketAddr, listen: SocketAddr, ctx: Rc<ProxyCtx>) {
     let _ = stream.set_nodelay(true);
-    let stats = ctx.stats.clone();
-    WorkerStats::bump(&stats.clients_open);
-    WorkerStats::bump(&stats.clients_accepted);
+    let _open = OpenGuard::new(&ctx.stats);
+    WorkerStats::bump(&ctx.stats.clients_accepted);
     let mut c = Client {
         stream,
         remote,
@@ -92,7 +91,23 @@ pub async fn serve(stream: TcpStream, remote: SocketAddr, listen: SocketAddr, ct
         log: RequestLog::default(),
     };
     c.run(&ctx).await;
-    WorkerStats::drop_one(&stats.clients_open);
+}
+
+/// Counts an open client connection for as long as it lives, including when its task ends
+/// by a panic.
+struct OpenGuard<'a>(&'a WorkerStats);
+
+impl<'a> OpenGuard<'a> {
+    fn new(stats: &'a WorkerStats) -> Self {
+        WorkerStats::bump(&stats.clients_open);
+        OpenGuard(stats)
+    }
+}
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        WorkerStats::drop_one(&self.0.clients_open);
+    }
 }
 
 enum HeadRead {

@@ -138,7 +138,7 @@ fn open(addr: SocketAddr, ctx: &Rc<ProxyCtx>) -> std::io::Result<Canceller> {
         loop {
             match listener.cancelable_accept(handle.clone()).await {
                 Ok((stream, remote)) => {
-                    monoio::spawn(proxy::serve(stream, remote, addr, ctx.clone()));
+                    monoio::spawn(Contained(proxy::serve(stream, remote, addr, ctx.clone())));
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => break,
                 Err(e) => {
@@ -179,6 +179,30 @@ fn reconcile(listeners: &mut HashMap<SocketAddr, Canceller>, ctx: &Rc<ProxyCtx>)
                 tracing::info!(worker = ctx.worker, %addr, "listening");
             }
             Err(e) => tracing::error!(worker = ctx.worker, %addr, "cannot listen: {e}"),
+        }
+    }
+}
+
+/// Runs a connection's future so that a panic inside it ends that connection only: without
+/// this, a panic unwinds through the event loop and takes the whole worker (and every
+/// connection on it) down.
+struct Contained<F>(F);
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for Contained<F> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        // SAFETY: the inner future is never moved out of the pinned wrapper.
+        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::error!("a connection task panicked; its connection is closed");
+                std::task::Poll::Ready(())
+            }
         }
     }
 }
