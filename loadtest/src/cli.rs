@@ -30,6 +30,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Fast HTTP/1.1 test backend; each response says which listener answered.
+    ///
+    /// Every response carries `X-Backend: ADDR` (the listener that answered) and, unless
+    /// --body-bytes is given, ADDR and a newline as its body. `GET /health` answers 200 "ok"
+    /// without delay; `/status/NNN` answers with status NNN. Keep-alive, pipelining,
+    /// Content-Length and chunked request bodies, HTTP/1.0 and `Connection: close` are
+    /// handled. One line "listening on ADDR" per listener goes to stderr when ready; SIGTERM
+    /// or SIGINT ends the process with status 0. Threads are not pinned: use taskset.
     Serve(ServeArgs),
 }
 
@@ -96,10 +103,11 @@ pub struct ServeArgs {
     /// Response body size in bytes [default: the listener address and a newline]
     #[arg(long)]
     pub body_bytes: Option<usize>,
-    /// Worker threads, each pinned to one allowed CPU; all accept on every listener
+    /// Worker threads; all accept on every listener
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub threads: u32,
-    /// Pause the whole backend once for this long (tests coordinated-omission correction)
+    /// Pause the whole backend once for this long (tests coordinated-omission correction);
+    /// also spelled --stall
     #[arg(long, alias = "stall", value_parser = parse_duration)]
     pub stall_once: Option<Duration>,
     /// The pause starts when this many requests have arrived (0: at the first request)

@@ -87,19 +87,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         until: OnceLock::new(),
     });
     let backend = Arc::new(Backend { delay, stall });
-    let cores = rt::allowed_cores();
     for index in 0..args.threads as usize {
         let mine: Vec<(StdListener, SocketAddr)> = listeners
             .iter()
             .map(|(l, a)| Ok((l.try_clone()?, *a)))
             .collect::<std::io::Result<_>>()?;
-        let cores = cores.clone();
         let backend = backend.clone();
         let body_bytes = args.body_bytes;
         std::thread::Builder::new()
             .name(format!("ringload-serve-{index}"))
             .spawn(move || {
-                rt::pin_to(&cores, index);
                 let seed = 0x9e37_79b9_7f4a_7c15 ^ (index as u64 + 1);
                 let state = Rc::new(ThreadState {
                     backend,
