@@ -8,6 +8,8 @@ set -euo pipefail
 ROUNDS=${1:-3}
 SECS=${2:-5}
 CONNS=${3:-50}
+# RL_CONNS: connections for ringload only (default CONNS), to compare at equal requests in flight.
+RL_CONNS=${RL_CONNS:-$CONNS}
 PORT=${PORT:-18001}
 BIN=${BIN:-target/release/ringload}
 URL="http://127.0.0.1:$PORT/"
@@ -30,7 +32,7 @@ echo "| round | tool | req/s | p50 (us) | mean (us) | generator CPU us/req | bac
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
 for round in $(seq 1 "$ROUNDS"); do
   before=$(serve_ticks)
-  json=$(/usr/bin/time -f "%U %S" -o "$TIMES" taskset -c 1 "$BIN" -t 1 -c "$CONNS" -d "${SECS}s" --json "$URL")
+  json=$(/usr/bin/time -f "%U %S" -o "$TIMES" taskset -c 1 "$BIN" -t 1 -c "$RL_CONNS" -d "${SECS}s" --json "$URL")
   after=$(serve_ticks)
   read -r rps p50 total mean < <(echo "$json" | python3 -c 'import json,sys; j=json.load(sys.stdin); print(round(j["rps"]), j["latency_us"]["p50"], j["requests"], round(j["latency_us"]["mean"]))')
   echo "| $round | ringload | $rps | $p50 | $mean | $(gen_cpu_us_per_req "$total") | $(busy "$before" "$after") |"
