@@ -1,0 +1,17 @@
+//! ringload: ringlb's bundled HTTP/1.1 load generator and fast test backend.
+//!
+//! # Layout
+//! - [`cli`]: the command line (SPEC.md, "ringload command line").
+//! - [`target`]: the URL under test, resolved once.
+//! - [`http`]: message framing shared by both sides (chunked, response reader, request bytes).
+//! - [`load`]: the generator: pinned threads, connections, pacing, statistics, report.
+//! - [`serve`]: `ringload serve`, the test backend.
+//! - [`rt`]: one monoio runtime per thread (io_uring, else epoll) and core pinning.
+
+pub mod cli;
+pub mod duration;
+pub mod http;
+pub mod load;
+pub mod rt;
+pub mod serve;
+pub mod target;

@@ -1,0 +1,111 @@
+//! The run's fixed parameters and the per-thread schedule that hands out requests.
+//!
+//! Closed loop: a connection sends its next request as soon as the previous response is
+//! in, and latency is measured from the actual send. Open loop (`-R`): request k of a
+//! thread is due at `start + k / thread_rate`; a free connection takes the next request,
+//! sleeps until it is due (timer ticks are 1 ms, so it sends everything already due at each
+//! tick), and latency is measured from the due time. A stalled server thus delays every
+//! request due during the stall, not just the few in flight: coordinated omission corrected
+//! as in wrk2.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::stats::Stats;
+
+/// Everything every thread agrees on.
+#[derive(Debug)]
+pub struct Plan {
+    pub addr: SocketAddr,
+    /// The serialized request, built once and shared for the whole run.
+    pub request: &'static [u8],
+    pub head_request: bool,
+    pub keepalive: bool,
+    pub timeout: Duration,
+    /// Sending starts here (warmup included).
+    pub start: Instant,
+    /// Requests sent (or due) before this are not counted.
+    pub measure_start: Instant,
+    /// No request is sent (or due) from here on; in-flight ones are abandoned.
+    pub end: Option<Instant>,
+    /// `-n`: counted requests in total over all threads.
+    pub limit: Option<u64>,
+    pub claimed: AtomicU64,
+    /// Set by SIGINT/SIGTERM: stop sending.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Live counters one thread publishes for the progress line (single writer, no contention).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct Progress {
+    pub finished: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// One request to send: when it was due (open loop) and whether it is measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    pub due: Option<Instant>,
+    pub counted: bool,
+}
+
+/// A generator thread's share of the run.
+pub struct Worker {
+    pub plan: Arc<Plan>,
+    /// Open loop: nanoseconds between this thread's requests, and the next request number.
+    pace: Option<(f64, Cell<u64>)>,
+    pub stats: RefCell<Stats>,
+    progress: Arc<Progress>,
+}
+
+impl Worker {
+    /// `rate`: this thread's share of `-R` in requests/s (open loop), or None.
+    pub fn new(plan: Arc<Plan>, rate: Option<f64>, progress: Arc<Progress>) -> Worker {
+        Worker {
+            plan,
+            pace: rate.map(|r| (1e9 / r, Cell::new(0))),
+            stats: RefCell::new(Stats::new()),
+            progress,
+        }
+    }
+
+    /// The next request, or None when the run is over for this thread.
+    pub fn next_ticket(&self) -> Option<Ticket> {
+        let plan = &self.plan;
+        if plan.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let due = self.pace.as_ref().map(|(interval, next)| {
+            let k = next.get();
+            next.set(k + 1);
+            plan.start + Duration::from_nanos((k as f64 * interval) as u64)
+        });
+        let at = due.unwrap_or_else(Instant::now);
+        if plan.end.is_some_and(|end| at >= end) {
+            return None;
+        }
+        let counted = at >= plan.measure_start;
+        if counted {
+            if let Some(limit) = plan.limit {
+                if plan.claimed.fetch_add(1, Ordering::Relaxed) >= limit {
+                    return None;
+                }
+            }
+        }
+        Some(Ticket { due, counted })
+    }
+
+    /// Publishes this thread's totals for the progress line.
+    pub fn publish(&self) {
+        let stats = self.stats.borrow();
+        let errors = stats.error_total();
+        self.progress
+            .finished
+            .store(stats.responses + errors, Ordering::Relaxed);
+        self.progress.errors.store(errors, Ordering::Relaxed);
+    }
+}
