@@ -234,7 +234,7 @@ fn dead_server_gives_502_and_silent_server_504() {
 
     let b = Backend::start("hang");
     b.set_behavior(Behavior::Hang);
-    let p = start(&[&b], &[], "");
+    let p = start(&[&b], &[], "read_timeout = \"2s\"");
     let started = std::time::Instant::now();
     assert_eq!(get(p.addr, "/").unwrap().status, 504);
     assert!(started.elapsed() >= Duration::from_secs(2));

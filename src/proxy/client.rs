@@ -2,13 +2,14 @@
 //! and buffering, hand it to `forward`, and keep the connection for the next request.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
 use super::forward::Outcome;
-use super::io::{read_append, read_append_cancelable, write_from, IoFail};
+use super::io::{read_append, write_from, IoFail};
 use super::route;
 use super::ProxyCtx;
 use crate::config::VirtualServer;
@@ -137,14 +138,23 @@ impl Client {
             }
             WorkerStats::bump(&ctx.stats.requests);
             self.log = RequestLog::default();
+            // A reload may have landed while the connection sat idle: route on the newest
+            // configuration, unless it no longer listens where this connection came in (the
+            // connection then finishes on the configuration that accepted it).
+            let newest = ctx.current();
+            let cur = if newest.routes.listens_on(self.listen) {
+                newest
+            } else {
+                cur
+            };
+            let config = cur.config();
             let host = self
                 .head
                 .host
                 .map(|(a, b)| &self.buf[a as usize..b as usize]);
-            let vs = cur
-                .routes
-                .server(config, self.listen, host)
-                .unwrap_or(default_vs);
+            let Some(vs) = cur.routes.server(config, self.listen, host) else {
+                return;
+            };
             let close = self.handle(ctx, &cur, vs).await;
             self.served += 1;
             if close {
@@ -195,13 +205,9 @@ impl Client {
                     return HeadRead::Gone;
                 }
                 WorkerStats::bump(&ctx.stats.clients_idle);
-                let r = read_append_cancelable(
-                    &mut self.stream,
-                    buf,
-                    deadline,
-                    ctx.idle_cancel_handle(),
-                )
-                .await;
+                let slot = ctx.idle_enter(self.stream.as_raw_fd());
+                let r = read_append(&mut self.stream, buf, deadline).await;
+                ctx.idle_leave(slot);
                 WorkerStats::drop_one(&ctx.stats.clients_idle);
                 r
             };

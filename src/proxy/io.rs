@@ -6,8 +6,7 @@ use std::io;
 use std::time::Instant;
 
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::CancelHandle;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 /// Free space guaranteed before each read, so a read is never a tiny one.
 const MIN_READ: usize = 2048;
@@ -32,30 +31,6 @@ pub async fn read_append<S: AsyncReadRent>(
         buf.reserve(MIN_READ.max(len));
     }
     match monoio::time::timeout_at(deadline.into(), s.read(buf.slice_mut(len..))).await {
-        Ok((Ok(n), slice)) => (Ok(n), slice.into_inner()),
-        Ok((Err(e), slice)) => (Err(IoFail::Io(e)), slice.into_inner()),
-        Err(_) => (Err(IoFail::Timeout), Vec::new()),
-    }
-}
-
-/// As [`read_append`], but also ends (with `ECANCELED`) when `cancel` fires: used while a
-/// client connection is idle between requests, so a graceful stop can close it.
-pub async fn read_append_cancelable<S: CancelableAsyncReadRent>(
-    s: &mut S,
-    mut buf: Vec<u8>,
-    deadline: Instant,
-    cancel: CancelHandle,
-) -> (Result<usize, IoFail>, Vec<u8>) {
-    let len = buf.len();
-    if buf.capacity() - len < MIN_READ {
-        buf.reserve(MIN_READ.max(len));
-    }
-    match monoio::time::timeout_at(
-        deadline.into(),
-        s.cancelable_read(buf.slice_mut(len..), cancel),
-    )
-    .await
-    {
         Ok((Ok(n), slice)) => (Ok(n), slice.into_inner()),
         Ok((Err(e), slice)) => (Err(IoFail::Io(e)), slice.into_inner()),
         Err(_) => (Err(IoFail::Timeout), Vec::new()),

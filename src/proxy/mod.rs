@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use monoio::io::{CancelHandle, Canceller};
+use std::os::fd::RawFd;
 
 use crate::metrics::WorkerStats;
 use crate::pool::IdlePool;
@@ -61,8 +61,9 @@ pub struct ProxyCtx {
     current: RefCell<Rc<Arc<Published>>>,
     pub selector: RefCell<Selector>,
     pub pool: RefCell<IdlePool>,
-    /// Cancels the reads of connections idle between requests when a graceful stop begins.
-    idle_cancel: RefCell<Canceller>,
+    /// Descriptors of client connections idle between requests, so that a graceful stop
+    /// can end their reads (a slab: `idle_enter` returns the slot `idle_leave` frees).
+    idle: RefCell<IdleSet>,
     stopping: Cell<bool>,
     pub stats: Arc<WorkerStats>,
 }
@@ -78,7 +79,7 @@ impl ProxyCtx {
             current: RefCell::new(Rc::new(current)),
             selector: RefCell::new(selector),
             pool: RefCell::new(IdlePool::default()),
-            idle_cancel: RefCell::new(Canceller::new()),
+            idle: RefCell::new(IdleSet::default()),
             stopping: Cell::new(false),
             stats,
         }
@@ -113,8 +114,13 @@ impl ProxyCtx {
         *self.current.borrow_mut() = Rc::new(next);
     }
 
-    pub fn idle_cancel_handle(&self) -> CancelHandle {
-        self.idle_cancel.borrow().handle()
+    /// Marks a connection idle (waiting for its next request); returns its slot.
+    pub fn idle_enter(&self, fd: RawFd) -> usize {
+        self.idle.borrow_mut().insert(fd)
+    }
+
+    pub fn idle_leave(&self, slot: usize) {
+        self.idle.borrow_mut().remove(slot);
     }
 
     pub fn stopping(&self) -> bool {
@@ -125,10 +131,47 @@ impl ProxyCtx {
     /// current request.
     pub fn begin_stop(&self) {
         self.stopping.set(true);
-        let c = std::mem::take(&mut *self.idle_cancel.borrow_mut());
-        // `cancel` returns a fresh canceller; keep the cancelled state by never handing
-        // out handles of the new one to idle reads after a stop (checked via `stopping`).
-        *self.idle_cancel.borrow_mut() = c.cancel();
+        // Shutting down the read side ends each idle connection's pending read with end
+        // of stream, on io_uring and epoll alike; the connection task then closes it. (A
+        // cancelable read would do too, but costs a hash-set insert and remove per
+        // request.)
+        for &fd in self.idle.borrow().fds.iter().filter(|&&fd| fd >= 0) {
+            // SAFETY: the descriptor belongs to a live connection of this worker (it
+            // leaves the set before it is closed).
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RD);
+            }
+        }
         self.pool.borrow_mut().clear();
+    }
+}
+
+/// A slab of descriptors: O(1) insert and remove, no hashing.
+#[derive(Default)]
+struct IdleSet {
+    /// -1 marks a free slot.
+    fds: Vec<RawFd>,
+    free: Vec<usize>,
+}
+
+impl IdleSet {
+    fn insert(&mut self, fd: RawFd) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.fds[i] = fd;
+                i
+            }
+            None => {
+                self.fds.push(fd);
+                self.fds.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, slot: usize) {
+        if let Some(fd) = self.fds.get_mut(slot) {
+            *fd = -1;
+            self.free.push(slot);
+        }
     }
 }

@@ -2,7 +2,6 @@
 //! longest `*.` wildcard, then the address's default, the first block listening on it),
 //! then the longest matching `location` prefix -> upstream.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -33,16 +32,20 @@ impl Published {
 
 #[derive(Debug, Default)]
 pub struct Routes {
-    /// Server block indexes per listen address, in file order.
-    by_listen: HashMap<SocketAddr, Vec<usize>>,
+    /// Server block indexes per listen address, in file order. A short list scanned per
+    /// request: a handful of addresses compare faster than a SipHash lookup.
+    by_listen: Vec<(SocketAddr, Vec<usize>)>,
 }
 
 impl Routes {
     pub fn build(config: &Config) -> Routes {
-        let mut by_listen: HashMap<SocketAddr, Vec<usize>> = HashMap::new();
+        let mut by_listen: Vec<(SocketAddr, Vec<usize>)> = Vec::new();
         for (i, vs) in config.servers.iter().enumerate() {
             for addr in &vs.listen {
-                by_listen.entry(*addr).or_default().push(i);
+                match by_listen.iter_mut().find(|(a, _)| a == addr) {
+                    Some((_, blocks)) => blocks.push(i),
+                    None => by_listen.push((*addr, vec![i])),
+                }
             }
         }
         Routes { by_listen }
@@ -50,7 +53,11 @@ impl Routes {
 
     /// Every address some server block listens on.
     pub fn listen_addrs(&self) -> impl Iterator<Item = &SocketAddr> {
-        self.by_listen.keys()
+        self.by_listen.iter().map(|(a, _)| a)
+    }
+
+    pub fn listens_on(&self, addr: SocketAddr) -> bool {
+        self.by_listen.iter().any(|(a, _)| *a == addr)
     }
 
     /// The server block for a request that came in on `listen` with `host` (Host header
@@ -61,7 +68,7 @@ impl Routes {
         listen: SocketAddr,
         host: Option<&[u8]>,
     ) -> Option<&'c VirtualServer> {
-        let blocks = self.by_listen.get(&listen)?;
+        let (_, blocks) = self.by_listen.iter().find(|(a, _)| *a == listen)?;
         let default = *blocks.first()?;
         if blocks.len() == 1 {
             return Some(&config.servers[default]);

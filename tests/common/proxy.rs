@@ -164,13 +164,18 @@ keepalive_timeout = "30s"
 
 [upstream.app]
 connect_timeout = "1s"
-read_timeout = "2s"
+{read_timeout}
 {extra_upstream}
 servers = [
 {}
 ]
 "#,
-        servers.join(",\n")
+        servers.join(",\n"),
+        read_timeout = if extra_upstream.contains("read_timeout") {
+            ""
+        } else {
+            "read_timeout = \"10s\""
+        }
     )
 }
 
