@@ -273,10 +273,11 @@ impl Client {
             RequestBody::Length(n) if n <= REPLAY_MAX => {
                 let need = head_len + n as usize;
                 if self.buf.len() < need {
-                    if self.head.expect_continue && self.buf.len() == head_len {
-                        if !self.send_continue(vs).await {
-                            return true;
-                        }
+                    if self.head.expect_continue
+                        && self.buf.len() == head_len
+                        && !self.send_continue(vs).await
+                    {
+                        return true;
                     }
                     if !self.read_to(need, vs.client_body_timeout).await {
                         return true;

@@ -71,6 +71,33 @@ impl Failure {
     }
 }
 
+/// This request's slot in the upstream's retry budget, taken at its first retry and given
+/// back when the request ends.
+struct RetrySlot<'u> {
+    up: &'u Upstream,
+    held: bool,
+}
+
+impl RetrySlot<'_> {
+    fn take(&mut self) -> bool {
+        if !self.held {
+            self.held = self.up.try_begin_retry();
+            if !self.held {
+                tracing::debug!(upstream = %self.up.cfg.name, "retry budget spent");
+            }
+        }
+        self.held
+    }
+}
+
+impl Drop for RetrySlot<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.up.end_retry();
+        }
+    }
+}
+
 /// How far an attempt got; decides whether it may be replayed elsewhere.
 #[derive(Debug, Default, Clone, Copy)]
 struct Progress {
@@ -101,11 +128,22 @@ impl Client {
         let mut tries = 0u32;
         let mut last: Option<Failure> = None;
         let mut next: Option<usize> = None;
+        let mut budget = RetrySlot { up, held: false };
         loop {
             let i = match next.take() {
                 Some(i) => i,
                 None => match self.pick(ctx, up) {
                     Ok(i) => i,
+                    Err(PickError::AllFull) if last.is_none() && cfg.queue > 0 => {
+                        match self.wait_for_slot(ctx, up).await {
+                            Ok(i) => i,
+                            Err(status) => {
+                                return Outcome::Failed {
+                                    status: Some(status),
+                                }
+                            }
+                        }
+                    }
                     Err(e) => {
                         let status = match (&last, e) {
                             (Some(f), _) => f.status(),
@@ -143,7 +181,7 @@ impl Client {
                     if cfg.next_upstream.retries_status(status) {
                         ctx.selector.borrow_mut().failed(up, i, now);
                     }
-                    if may_retry {
+                    if may_retry && budget.take() {
                         // Only give up this response if another server can take the request;
                         // otherwise the client gets the backend's own answer, as in nginx.
                         if let Ok(n) = self.pick(ctx, up) {
@@ -173,7 +211,8 @@ impl Client {
                         ctx.selector.borrow_mut().failed(up, i, now);
                     }
                     if !(f.retry_allowed(up)
-                        && self.may_retry(up, tries, max_tries, started, progress))
+                        && self.may_retry(up, tries, max_tries, started, progress)
+                        && budget.take())
                     {
                         return Outcome::Failed { status: f.status() };
                     }
@@ -184,7 +223,7 @@ impl Client {
         }
     }
 
-    fn pick(&mut self, ctx: &ProxyCtx, up: &Upstream) -> Result<usize, PickError> {
+    pub(super) fn pick(&mut self, ctx: &ProxyCtx, up: &Upstream) -> Result<usize, PickError> {
         let input = PickInput {
             client_ip: self.remote.ip(),
             hash_key: &self.key,

@@ -9,6 +9,7 @@
 mod client;
 mod forward;
 pub mod io;
+mod queue;
 mod relay;
 pub mod route;
 mod tunnel;
@@ -58,6 +59,10 @@ impl Shared {
 pub struct ProxyCtx {
     pub worker: usize,
     pub shared: Arc<Shared>,
+    // Two counts on purpose: requests clone the worker-local `Rc` (no atomic), and only a
+    // new generation touches the shared `Arc`'s count, which every worker would otherwise
+    // bounce between cores on every request.
+    #[allow(clippy::redundant_allocation)]
     current: RefCell<Rc<Arc<Published>>>,
     pub selector: RefCell<Selector>,
     pub pool: RefCell<IdlePool>,
@@ -66,6 +71,7 @@ pub struct ProxyCtx {
     idle: RefCell<IdleSet>,
     stopping: Cell<bool>,
     pub stats: Arc<WorkerStats>,
+    queues: RefCell<queue::WaitQueues>,
 }
 
 impl ProxyCtx {
@@ -82,6 +88,7 @@ impl ProxyCtx {
             idle: RefCell::new(IdleSet::default()),
             stopping: Cell::new(false),
             stats,
+            queues: RefCell::new(queue::WaitQueues::default()),
         }
     }
 

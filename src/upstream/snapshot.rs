@@ -4,6 +4,7 @@
 //! control thread has something new to say; workers `load()` it per request and never lock.
 //! Everything that can be computed ahead (weight totals, the ketama ring) is computed here.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crate::config::{Config, ServerCfg, UpstreamCfg};
@@ -30,6 +31,8 @@ pub struct Upstream {
     /// `peers[..primaries]` are primaries, the rest backups.
     pub primaries: usize,
     pub pre: Precomputed,
+    /// Retries in flight across all workers, for `retry_budget`.
+    pub retries_in_flight: AtomicU32,
 }
 
 /// One server of an upstream.
@@ -75,6 +78,7 @@ impl Upstream {
             peers,
             primaries,
             pre,
+            retries_in_flight: AtomicU32::new(0),
         }
     }
 
@@ -84,5 +88,29 @@ impl Upstream {
 
     pub fn backup_peers(&self) -> &[Peer] {
         &self.peers[self.primaries..]
+    }
+}
+
+impl Upstream {
+    /// Takes a slot of the retry budget (Envoy's: retries in flight may not pass `ratio` of
+    /// the requests in flight, with `min` always allowed); `false` when it is spent. A slot
+    /// taken must be given back with [`Upstream::end_retry`].
+    pub fn try_begin_retry(&self) -> bool {
+        let Some(budget) = self.cfg.retry_budget else {
+            return true;
+        };
+        let active: u64 = self.peers.iter().map(|p| p.state.active() as u64).sum();
+        let allowed = ((active as f64 * budget.ratio) as u32).max(budget.min);
+        self.retries_in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                (r < allowed).then_some(r + 1)
+            })
+            .is_ok()
+    }
+
+    pub fn end_retry(&self) {
+        if self.cfg.retry_budget.is_some() {
+            self.retries_in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }

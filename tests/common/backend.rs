@@ -46,6 +46,9 @@ struct State {
     delay_ms: AtomicU64,
     /// Close idle keepalive connections after this many ms (0 = never).
     idle_close_ms: AtomicU64,
+    /// Requests being answered now, and the most seen at once.
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
 }
 
 impl Backend {
@@ -65,6 +68,8 @@ impl Backend {
             heads: Mutex::new(Vec::new()),
             delay_ms: AtomicU64::new(0),
             idle_close_ms: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
         });
         let st = state.clone();
         std::thread::spawn(move || {
@@ -109,6 +114,11 @@ impl Backend {
 
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// The most requests this backend was answering at the same time.
+    pub fn max_in_flight(&self) -> u64 {
+        self.state.max_in_flight.load(Ordering::SeqCst)
     }
 
     pub fn heads(&self) -> Vec<String> {
@@ -245,6 +255,9 @@ fn serve(conn: TcpStream, st: &State) -> std::io::Result<()> {
         r.get_ref().set_read_timeout(None)?;
         st.requests.fetch_add(1, Ordering::SeqCst);
         st.heads.lock().unwrap().push(req.head.clone());
+        let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        st.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let _in_flight = InFlight(&st.in_flight);
         match behavior(st) {
             Behavior::Hang => {
                 std::thread::sleep(Duration::from_secs(3600));
@@ -338,6 +351,14 @@ fn serve(conn: TcpStream, st: &State) -> std::io::Result<()> {
         if close {
             return Ok(());
         }
+    }
+}
+
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -41,6 +41,14 @@ impl Conn {
         })
     }
 
+    /// Wraps a stream connected elsewhere (e.g. from a chosen source address).
+    pub fn from_stream(stream: TcpStream) -> Conn {
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     pub fn send(&mut self, raw: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(raw)
     }
