@@ -84,6 +84,11 @@ impl Probe {
         self.healthy
     }
 
+    /// Consecutive results so far that disagree with the verdict.
+    pub fn streak(&self) -> u32 {
+        self.streak
+    }
+
     /// Whether a check should start now (none is running and one is due).
     pub fn due(&self, now: Instant) -> bool {
         !self.in_flight && now >= self.next_at
@@ -256,7 +261,9 @@ fn visit(
                         e.server
                     );
                 }
-                if !e.tcp_in_flight && now >= e.tcp_next_at && passively_ejected(peer, single, now_ms)
+                if !e.tcp_in_flight
+                    && now >= e.tcp_next_at
+                    && passively_ejected(peer, single, now_ms)
                 {
                     e.tcp_in_flight = true;
                     e.tcp_next_at = now + recovery_interval(peer.cfg.fail_timeout);
@@ -311,6 +318,15 @@ fn collect(results: &Results, entries: &mut HashMap<u32, Entry>, now_ms: u64) {
                             "upstream {} server {} up: {checks} passed checks",
                             e.upstream,
                             e.server
+                        );
+                    }
+                    // The first failure of a streak on an up server: when trouble began.
+                    None if r.is_err() && check.probe.healthy() && check.probe.streak() == 1 => {
+                        tracing::info!(
+                            "upstream {} server {} check failed ({})",
+                            e.upstream,
+                            e.server,
+                            check.last_error
                         );
                     }
                     None => {}
@@ -398,7 +414,9 @@ fn check_request(host: &str, path: &str) -> Vec<u8> {
 }
 
 async fn status_of(addr: SocketAddr, host: &str, path: &str) -> Result<u16, String> {
-    let mut stream = TcpStream::connect_addr(addr).await.map_err(|e| io_reason(&e))?;
+    let mut stream = TcpStream::connect_addr(addr)
+        .await
+        .map_err(|e| io_reason(&e))?;
     let _ = stream.set_nodelay(true);
     let (r, _) = stream.write_all(check_request(host, path)).await;
     r.map_err(|e| io_reason(&e))?;
@@ -534,7 +552,10 @@ mod tests {
 
     #[test]
     fn recovery_probe_interval() {
-        assert_eq!(recovery_interval(Duration::from_secs(10)), Duration::from_secs(1));
+        assert_eq!(
+            recovery_interval(Duration::from_secs(10)),
+            Duration::from_secs(1)
+        );
         assert_eq!(
             recovery_interval(Duration::from_millis(400)),
             Duration::from_millis(200)
