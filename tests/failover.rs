@@ -428,3 +428,45 @@ fn posts_are_not_retried_once_sent() {
     }
     assert!(failed > 0, "some POSTs reached the failing server");
 }
+
+#[test]
+fn without_health_check_a_connect_probe_ends_a_passive_ejection() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    // fail_timeout would keep a restarted server out for 3 s; the connect probe (every
+    // min(1 s, fail_timeout / 2)) lets it back sooner.
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cfg = config(port, &[&a, &b], "", false).replace(
+        &format!("{{ addr = \"{}\" }}", b.addr),
+        &format!("{{ addr = \"{}\", fail_timeout = \"3s\" }}", b.addr),
+    );
+    let proxy = Proxy::start(&cfg, addr);
+    let load = Load::start(proxy.addr, 4);
+    // Past the first fail_timeout of the process's life, so the probe ends the ejection
+    // with a single trial request.
+    std::thread::sleep(Duration::from_millis(3100));
+    assert!(load.from("b") > 20);
+    b.kill();
+    assert!(proxy.wait_log(
+        &format!("server {} temporarily disabled: 1 failures", b.addr),
+        Duration::from_secs(5)
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    let restarted = Instant::now();
+    load.mark();
+    b.restart();
+    let back = when(Duration::from_secs(5), || {
+        load.first_after_mark("b").is_some()
+    })
+    .unwrap_or_else(|| panic!("no traffic to the restarted server:\n{}", proxy.log()));
+    let seen = load.finish();
+    println!(
+        "passive: restart to first response {} ms (fail_timeout 3 s); {} requests",
+        ms(back - restarted),
+        seen.ok
+    );
+    assert_no_failures(&seen, &proxy);
+    assert!(proxy
+        .log()
+        .contains(&format!("server {} accepts connections again", b.addr)));
+}

@@ -17,7 +17,9 @@
 //!   `fails`: it ends the ejection early, so that the next request is nginx's single trial
 //!   request, which clears the failures if it succeeds and re-ejects the server if it fails.
 //!   Clearing `fails` outright would send every worker's traffic at a server that accepts
-//!   connections but does not answer; the trial costs at most one request.
+//!   connections but does not answer; the trial costs at most one request. (Within the
+//!   first `fail_timeout` of the process's life the clock cannot express "more than
+//!   fail_timeout ago"; then `fails` is set one short of `max_fails` instead.)
 //! - "no live upstreams" is logged here, once per transition, rather than per request.
 
 use std::cell::RefCell;
@@ -344,10 +346,10 @@ fn collect(results: &Results, entries: &mut HashMap<u32, Entry>, now_ms: u64) {
                 if st.fails.load(Ordering::Relaxed) >= e.max_fails.max(1)
                     && now_ms.saturating_sub(checked) <= e.fail_timeout_ms
                 {
-                    st.checked_ms.store(
-                        now_ms.saturating_sub(e.fail_timeout_ms + 1),
-                        Ordering::Relaxed,
-                    );
+                    match end_ejection(now_ms, e.fail_timeout_ms, e.max_fails) {
+                        EndEjection::Checked(at) => st.checked_ms.store(at, Ordering::Relaxed),
+                        EndEjection::Fails(n) => st.fails.store(n, Ordering::Relaxed),
+                    }
                     st.up_since_ms.store(now_ms, Ordering::Relaxed);
                     tracing::info!(
                         "upstream {} server {} accepts connections again: next request is its trial",
@@ -357,6 +359,26 @@ fn collect(results: &Results, entries: &mut HashMap<u32, Entry>, now_ms: u64) {
                 }
             }
         }
+    }
+}
+
+/// How a successful connect probe ends a passive ejection.
+#[derive(Debug, PartialEq, Eq)]
+enum EndEjection {
+    /// Store this in `checked_ms`: more than fail_timeout ago, so that the next pick is
+    /// nginx's single trial request.
+    Checked(u64),
+    /// Store this in `fails`: the clock (`now_ms`, from process start) cannot reach back
+    /// past fail_timeout yet, so let the server in one failure short of `max_fails`
+    /// instead; the next failure ejects it again.
+    Fails(u32),
+}
+
+fn end_ejection(now_ms: u64, fail_timeout_ms: u64, max_fails: u32) -> EndEjection {
+    match now_ms.checked_sub(fail_timeout_ms + 1) {
+        // 0 is "never" for `checked_ms`.
+        Some(at) if at > 0 => EndEjection::Checked(at),
+        _ => EndEjection::Fails(max_fails.saturating_sub(1)),
     }
 }
 
@@ -548,6 +570,14 @@ mod tests {
             check_request("backend1:8001", "/health"),
             b"GET /health HTTP/1.1\r\nHost: backend1:8001\r\nConnection: close\r\nUser-Agent: ringlb-health\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_connect_probe_makes_the_next_pick_the_trial() {
+        assert_eq!(end_ejection(20_000, 10_000, 3), EndEjection::Checked(9_999));
+        // Too early in the process's life to move `checked` back far enough.
+        assert_eq!(end_ejection(5_000, 10_000, 3), EndEjection::Fails(2));
+        assert_eq!(end_ejection(10_001, 10_000, 1), EndEjection::Fails(0));
     }
 
     #[test]
