@@ -1,6 +1,7 @@
 //! The control side of the process: signals (reload, graceful stop, log reopen), and, on
 //! its own thread, everything that runs beside the workers without ever blocking them.
 
+pub mod health;
 pub mod signals;
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use crate::runtime::Process;
 /// Starts everything that runs beside the workers: signal handling, and (when configured)
 /// the admin endpoint and health checks.
 pub fn start(process: Arc<Process>) -> std::io::Result<()> {
-    signals::spawn(process, Box::new(|| {}))?;
+    signals::spawn(process.clone(), Box::new(|| {}))?;
+    health::spawn(process)?;
     Ok(())
 }

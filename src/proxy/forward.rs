@@ -149,7 +149,8 @@ impl Client {
                             (Some(f), _) => f.status(),
                             (None, PickError::AllFull) => Some(503),
                             (None, PickError::NoLive) => {
-                                tracing::warn!(upstream = %cfg.name, "no live upstreams");
+                                // Logged once per transition by the control thread.
+                                tracing::debug!(upstream = %cfg.name, "no live upstreams");
                                 Some(502)
                             }
                         };
@@ -291,8 +292,19 @@ impl Client {
     ) -> Result<UpConn, Failure> {
         let peer = &up.peers[i];
         let cfg = &up.cfg;
-        let pooled = ctx.pool.borrow_mut().take(peer.state.id, Instant::now());
-        let mut fresh_retry_left = pooled.is_some();
+        // A request that must not be sent twice (nginx: POST, LOCK, PATCH without
+        // `non_idempotent`) is never replayed, even on the same server: a pooled connection
+        // that fails after the write may have delivered it. Such a request instead skips
+        // pooled connections the server has already closed, before writing anything.
+        let replayable = self.head.method.is_idempotent() || cfg.next_upstream.non_idempotent;
+        let pooled = loop {
+            let c = ctx.pool.borrow_mut().take(peer.state.id, Instant::now());
+            match c {
+                Some(c) if !replayable && closed_by_peer(&c.stream) => continue,
+                c => break c,
+            }
+        };
+        let mut fresh_retry_left = pooled.is_some() && replayable;
         let mut conn = match pooled {
             Some(c) => c,
             None => connect(peer.cfg.addr, cfg.connect_timeout).await?,
@@ -446,11 +458,34 @@ impl Client {
                 Ok(0) if conn.buf.is_empty() => {
                     return Err(Failure::Error(io::ErrorKind::UnexpectedEof.into()))
                 }
-                Ok(0) => return Err(Failure::Invalid("response head cut short")),
+                // nginx: "upstream prematurely closed connection" is an `error`, even
+                // with part of a head read, so `next_upstream = error` retries it.
+                Ok(0) => return Err(Failure::Error(io::ErrorKind::UnexpectedEof.into())),
                 Ok(_) => {}
                 Err(e) => return Err(upstream_io(e)),
             }
         }
+    }
+}
+
+/// Whether an idle connection has been closed (or reset) by the server: a non-blocking
+/// peek finds end of stream or an error instead of "nothing to read yet".
+fn closed_by_peer(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut b = 0u8;
+    // SAFETY: a one-byte peek into a local buffer on a socket this function borrows.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut b as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        0 => true,
+        n if n > 0 => true, // bytes on an idle connection: not a clean one either
+        _ => io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock,
     }
 }
 

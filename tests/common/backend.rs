@@ -49,6 +49,10 @@ struct State {
     /// Requests being answered now, and the most seen at once.
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
+    /// Open connections by accept number, so that `kill` can close them.
+    open: Mutex<HashMap<u64, TcpStream>>,
+    /// The accept loop, joined by `kill` so that the address is free again.
+    acceptor: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Backend {
@@ -70,26 +74,36 @@ impl Backend {
             idle_close_ms: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+            acceptor: Mutex::new(None),
         });
-        let st = state.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if st.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                st.accepts.fetch_add(1, Ordering::SeqCst);
-                let st = st.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(conn, &st);
-                });
-            }
-        });
+        accept_loop(listener, &state);
         Backend {
             addr,
             name: name.to_string(),
             state,
         }
+    }
+
+    /// Like a crashed process: stops accepting (the address refuses connections) and closes
+    /// every open connection, including those in the middle of a request.
+    pub fn kill(&self) {
+        self.stop();
+        if let Some(t) = self.state.acceptor.lock().unwrap().take() {
+            let _ = t.join();
+        }
+        for (_, c) in self.state.open.lock().unwrap().drain() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Starts accepting again on the same address (after `kill`), with the same name,
+    /// behaviour and counters.
+    pub fn restart(&self) {
+        self.kill();
+        let listener = TcpListener::bind(self.addr).unwrap();
+        self.state.stop.store(false, Ordering::SeqCst);
+        accept_loop(listener, &self.state);
     }
 
     pub fn set_behavior(&self, b: Behavior) {
@@ -138,6 +152,28 @@ impl Drop for Backend {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+fn accept_loop(listener: TcpListener, state: &Arc<State>) {
+    let st = state.clone();
+    let t = std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if st.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(conn) = conn else { continue };
+            let n = st.accepts.fetch_add(1, Ordering::SeqCst);
+            if let Ok(c) = conn.try_clone() {
+                st.open.lock().unwrap().insert(n, c);
+            }
+            let st = st.clone();
+            std::thread::spawn(move || {
+                let _ = serve(conn, &st);
+                st.open.lock().unwrap().remove(&n);
+            });
+        }
+    });
+    *state.acceptor.lock().unwrap() = Some(t);
 }
 
 fn behavior(st: &State) -> Behavior {

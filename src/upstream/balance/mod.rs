@@ -330,7 +330,15 @@ impl Selector {
     pub fn failed(&mut self, up: &Upstream, i: usize, now_ms: u64) {
         let peer = &up.peers[i];
         let st = &peer.state;
-        st.fails.fetch_add(1, Ordering::Relaxed);
+        let fails = st.fails.fetch_add(1, Ordering::Relaxed) + 1;
+        // The failure that reaches max_fails is the transition: exactly one worker sees it.
+        if fails == peer.cfg.max_fails && up.peers.len() > 1 {
+            tracing::warn!(
+                "upstream {} server {} temporarily disabled: {fails} failures within fail_timeout",
+                up.cfg.name,
+                peer.cfg.name
+            );
+        }
         st.accessed_ms.store(now_ms, Ordering::Relaxed);
         st.checked_ms.store(now_ms, Ordering::Relaxed);
         // max_fails = 0: failures are not counted against the weight either.
@@ -391,6 +399,13 @@ fn admit_probe(peer: &Peer, now_ms: u64) {
     if now_ms.saturating_sub(checked) > peer.cfg.fail_timeout.as_millis() as u64 {
         st.checked_ms.store(now_ms, Ordering::Relaxed);
     }
+}
+
+/// Whether `peer` may take a request as far as configuration and health go (`down`, the
+/// active check, passive failures; not `max_conns`). `single`: the only server of its
+/// upstream. For the control thread and the admin endpoint; picks use [`Gate::admits`].
+pub fn usable(peer: &Peer, now_ms: u64, single: bool) -> bool {
+    !peer.cfg.down && is_healthy(peer, now_ms, single)
 }
 
 /// Health as far as selection cares: the active check says up and passive failures have not
