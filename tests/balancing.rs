@@ -309,3 +309,41 @@ fn retry_budget_limits_extra_load_from_a_failing_backend() {
     );
     assert!(t.by_status.get(&503).copied().unwrap_or(0) > 0, "{t:?}");
 }
+
+#[test]
+fn panic_threshold_spreads_over_all_when_most_health_checks_fail() {
+    let b = backends(3);
+    b[1].set_behavior(Behavior::SickHealth);
+    b[2].set_behavior(Behavior::SickHealth);
+    let hc = "[upstream.app.health_check]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"200ms\"\nfails = 1\npasses = 1\n";
+    let port = free_port();
+    let servers: Vec<String> = b.iter().map(|b| server(b.addr, "")).collect();
+    // Without the threshold, the two sick servers are taken out.
+    let cfg = simple_config(port, &servers, "") + hc;
+    let p = Proxy::start(&cfg, SocketAddr::from(([127, 0, 0, 1], port)));
+    assert!(
+        p.wait_log("down: 1 failed checks", Duration::from_secs(5)),
+        "{}",
+        p.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let t = load::run(p.addr, 2, 60, "/", "");
+    assert_eq!(t.count("b0"), 120, "{t:?}");
+    drop(p);
+
+    let port = free_port();
+    let cfg = simple_config(port, &servers, "panic_threshold = 50") + hc;
+    let p = Proxy::start(&cfg, SocketAddr::from(([127, 0, 0, 1], port)));
+    assert!(
+        p.wait_log("down: 1 failed checks", Duration::from_secs(5)),
+        "{}",
+        p.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let t = load::run(p.addr, 2, 60, "/", "");
+    assert_eq!(t.failures, 0, "{t:?}");
+    assert!(p.log().contains("panic mode"), "{}", p.log());
+    for name in ["b0", "b1", "b2"] {
+        assert!(t.count(name) >= 30, "panic mode should spread: {t:?}");
+    }
+}

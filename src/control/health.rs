@@ -36,7 +36,7 @@ use monoio::net::TcpStream;
 
 use crate::config::HealthCheckCfg;
 use crate::runtime::Process;
-use crate::upstream::balance::usable;
+use crate::upstream::balance::{in_panic, usable};
 use crate::upstream::snapshot::Peer;
 use crate::upstream::state::PeerState;
 use crate::upstream::{now_ms, Upstream};
@@ -180,6 +180,8 @@ async fn run(process: Arc<Process>) {
     let mut entries: HashMap<u32, Entry> = HashMap::new();
     // Upstreams (by name) that had no live server at the last round.
     let mut dead: HashMap<String, bool> = HashMap::new();
+    // Upstreams (by name) that were in panic mode at the last round.
+    let mut panicked: HashMap<String, bool> = HashMap::new();
     let mut round = 0u64;
     while !process.stopping.load(Ordering::Acquire) {
         round += 1;
@@ -190,15 +192,18 @@ async fn run(process: Arc<Process>) {
         for up in &published.snapshot.upstreams {
             visit(up, &mut entries, &results, round, now, now_ms);
             no_live_transition(up, &mut dead, now_ms);
+            panic_transition(up, &mut panicked, now_ms);
         }
         entries.retain(|_, e| e.seen == round);
-        dead.retain(|name, _| {
+        let known = |name: &String| {
             published
                 .snapshot
                 .upstreams
                 .iter()
                 .any(|u| &u.cfg.name == name)
-        });
+        };
+        dead.retain(|name, _| known(name));
+        panicked.retain(|name, _| known(name));
         monoio::time::sleep(TICK).await;
     }
 }
@@ -410,6 +415,23 @@ fn no_live_transition(up: &Upstream, dead: &mut HashMap<String, bool>, now_ms: u
         tracing::info!("upstream {}: live servers again", up.cfg.name);
     }
     dead.insert(up.cfg.name.clone(), !live);
+}
+
+/// Logs, once per transition, that `up` entered or left panic mode (`panic_threshold`:
+/// too few healthy primaries, so health is ignored and every primary gets traffic).
+fn panic_transition(up: &Upstream, panicked: &mut HashMap<String, bool>, now_ms: u64) {
+    let now = in_panic(up, now_ms);
+    let was = panicked.get(&up.cfg.name).copied().unwrap_or(false);
+    if now && !was {
+        tracing::warn!(
+            "upstream {}: panic mode: fewer than {}% of primaries healthy, ignoring health",
+            up.cfg.name,
+            up.cfg.panic_threshold.unwrap_or(0)
+        );
+    } else if !now && was {
+        tracing::info!("upstream {}: panic mode over", up.cfg.name);
+    }
+    panicked.insert(up.cfg.name.clone(), now);
 }
 
 /// One active check: `GET path` on a new connection, judged by the status line. `timeout`

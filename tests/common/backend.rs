@@ -22,10 +22,12 @@ pub enum Behavior {
     Normal = 0,
     /// Accept, read the request, never answer.
     Hang = 1,
-    /// Answer every request with this status... (503)
+    /// Answer every request but `/health` with 503.
     Fail503 = 2,
     /// Close the connection right after reading a request.
     CloseAfterRead = 3,
+    /// Serve normally but fail `/health` with 503 (a broken health check).
+    SickHealth = 4,
 }
 
 pub struct Backend {
@@ -181,6 +183,7 @@ fn behavior(st: &State) -> Behavior {
         1 => Behavior::Hang,
         2 => Behavior::Fail503,
         3 => Behavior::CloseAfterRead,
+        4 => Behavior::SickHealth,
         _ => Behavior::Normal,
     }
 }
@@ -311,7 +314,12 @@ fn serve(conn: TcpStream, st: &State) -> std::io::Result<()> {
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let n: usize = req.query.get("n").and_then(|v| v.parse().ok()).unwrap_or(0);
         let name = &st.name;
-        if behavior(st) == Behavior::Fail503 && req.path != "/health" {
+        let sick = match behavior(st) {
+            Behavior::Fail503 => req.path != "/health",
+            Behavior::SickHealth => req.path == "/health",
+            _ => false,
+        };
+        if sick {
             respond(&mut w, 503, name, b"unavailable\n", close)?;
         } else {
             match req.path.as_str() {
