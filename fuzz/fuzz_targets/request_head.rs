@@ -27,6 +27,12 @@ fuzz_target!(|data: &[u8]| {
         assert!(within(h.name) && within(h.value));
     }
 
+    // The forwarded head may carry a few more headers than the client sent (Host, the
+    // framing header, Connection for an upgrade): past the parser's header limit the
+    // re-parse would rightly say 431, which proves nothing.
+    if head.headers.len() + 3 > ringlb::http::MAX_HEADERS {
+        return;
+    }
     let mut out = Vec::new();
     let vars = Vars {
         buf: data,
@@ -37,7 +43,10 @@ fuzz_target!(|data: &[u8]| {
     let mut again = RequestHead::default();
     match parse(&out, &mut again) {
         Ok(true) => {}
-        other => panic!("forwarded head does not parse: {other:?}\n{:?}", String::from_utf8_lossy(&out)),
+        other => panic!(
+            "forwarded head does not parse: {other:?}\n{:?}",
+            String::from_utf8_lossy(&out)
+        ),
     }
     assert_eq!(again.head_len, out.len());
     assert_eq!(again.method, head.method);

@@ -82,7 +82,8 @@ impl Default for RequestHead {
             method_span: (0, 0),
             target: (0, 0),
             minor: 1,
-            headers: Vec::with_capacity(32),
+            // Grows on the first head: an idle connection that never sent one costs nothing.
+            headers: Vec::new(),
             head_len: 0,
             body: RequestBody::None,
             host: None,

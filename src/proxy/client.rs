@@ -145,7 +145,10 @@ impl Client {
                 .routes
                 .server(config, self.listen, host)
                 .unwrap_or(default_vs);
-            let close = self.handle(ctx, &cur, vs).await;
+            // Boxed so that an idle connection's task holds only the small head-reading
+            // state, not the much larger one of forwarding and relaying (one allocation
+            // per request instead of several KiB per idle connection).
+            let close = Box::pin(self.handle(ctx, &cur, vs)).await;
             self.served += 1;
             if close {
                 return;
