@@ -155,10 +155,11 @@ fn open(addr: SocketAddr, ctx: &Rc<ProxyCtx>, slots: &Rc<Slots>) -> std::io::Res
                 Ok((stream, remote)) => {
                     let slot = Slot::take(&slots);
                     let ctx = ctx.clone();
-                    monoio::spawn(Contained(async move {
+                    let fut = Contained(async move {
                         let _slot = slot;
                         proxy::serve(stream, remote, addr, ctx).await
-                    }));
+                    });
+                    monoio::spawn(fut);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => break,
                 Err(e) => {
