@@ -6,6 +6,7 @@
 //! | `runtime.pin_workers` | `true` | worker i on allowed core i |
 //! | `runtime.shutdown_timeout` | `10s` | |
 //! | `runtime.io` | `auto` | io_uring, epoll fallback |
+//! | `runtime.max_connections` | `65536` | client connections per worker; accept waits at the cap (nginx's `worker_connections`, which is 512 by default, counts upstream connections too) |
 //! | `server.client_header_timeout` | `60s` | nginx |
 //! | `server.client_body_timeout` | `60s` | nginx |
 //! | `server.keepalive_timeout` | `75s` | nginx; `0s` disables client keep-alive as in nginx |
@@ -43,6 +44,7 @@ use std::time::Duration;
 
 pub const PIN_WORKERS: bool = true;
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const MAX_CONNECTIONS: usize = 65536;
 
 pub const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 pub const CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);

@@ -18,7 +18,13 @@ use super::validate;
 use super::walk::{entries, join, Walker};
 
 const TOP_KEYS: &[&str] = &["runtime", "admin", "server", "upstream"];
-const RUNTIME_KEYS: &[&str] = &["workers", "pin_workers", "shutdown_timeout", "io"];
+const RUNTIME_KEYS: &[&str] = &[
+    "workers",
+    "pin_workers",
+    "shutdown_timeout",
+    "io",
+    "max_connections",
+];
 const ADMIN_KEYS: &[&str] = &["listen"];
 const SERVER_KEYS: &[&str] = &[
     "listen",
@@ -143,6 +149,7 @@ impl Walker<'_> {
                 "pin_workers" => r.pin_workers = self.boolean(&e, &p),
                 "shutdown_timeout" => r.shutdown_timeout = self.duration(&e, &p),
                 "io" => r.io = self.string(&e, &p),
+                "max_connections" => r.max_connections = self.integer(&e, &p),
                 _ => self.unknown(&e, path, RUNTIME_KEYS),
             }
         }

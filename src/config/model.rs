@@ -29,6 +29,8 @@ pub struct RuntimeCfg {
     pub pin_workers: bool,
     pub shutdown_timeout: Duration,
     pub io: IoMode,
+    /// Client connections one worker holds at most; its accept loop waits at the cap.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -39,6 +39,7 @@ pub struct RawRuntime {
     pub pin_workers: Option<Spanned<bool>>,
     pub shutdown_timeout: Option<Spanned<String>>,
     pub io: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<i64>>,
 }
 
 /// `[admin]`.

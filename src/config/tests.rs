@@ -594,14 +594,21 @@ fn runtime_rules() {
         "\"10 secs\"",
         "is not a duration",
     );
-    let c = ok(&format!("[runtime]\nworkers = 3\npin_workers = false\nio = \"epoll\"\nshutdown_timeout = \"1m30s\"\n{BASE}"));
+    assert_error(
+        &format!("[runtime]\nmax_connections = 0\n{BASE}"),
+        "runtime.max_connections",
+        "0\n",
+        "must be at least 1",
+    );
+    let c = ok(&format!("[runtime]\nworkers = 3\npin_workers = false\nio = \"epoll\"\nshutdown_timeout = \"1m30s\"\nmax_connections = 100\n{BASE}"));
     assert_eq!(
         c.runtime,
         RuntimeCfg {
             workers: 3,
             pin_workers: false,
             shutdown_timeout: Duration::from_secs(90),
-            io: IoMode::Epoll
+            io: IoMode::Epoll,
+            max_connections: 100
         }
     );
     assert_eq!(
@@ -1029,7 +1036,8 @@ fn defaults_follow_nginx() {
             workers: available,
             pin_workers: true,
             shutdown_timeout: Duration::from_secs(10),
-            io: IoMode::Auto
+            io: IoMode::Auto,
+            max_connections: 65536
         }
     );
     assert_eq!(c.admin, None);

@@ -212,6 +212,14 @@ impl Validator<'_> {
                 true,
             ),
             io,
+            max_connections: self.int(
+                &r.max_connections,
+                path,
+                "max_connections",
+                d::MAX_CONNECTIONS as i64,
+                1,
+                i64::from(u32::MAX),
+            ) as usize,
         }
     }
 

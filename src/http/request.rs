@@ -82,7 +82,8 @@ impl Default for RequestHead {
             method_span: (0, 0),
             target: (0, 0),
             minor: 1,
-            headers: Vec::with_capacity(32),
+            // Grows on the first head: an idle connection that never sent one costs nothing.
+            headers: Vec::new(),
             head_len: 0,
             body: RequestBody::None,
             host: None,
@@ -237,6 +238,9 @@ pub fn parse(buf: &[u8], head: &mut RequestHead) -> Result<bool, RequestError> {
                 let v = trim(value);
                 if v.eq_ignore_ascii_case(b"chunked") {
                     chunked = true;
+                } else if chunked_applied_twice(v) {
+                    // RFC 9112 6.1: chunked is never applied more than once.
+                    return Err(RequestError::Bad("chunked applied more than once"));
                 } else if last_coding_is_chunked(v) {
                     // gzip, chunked: valid HTTP, but ringlb re-frames bodies and does not
                     // carry other codings through.
@@ -278,6 +282,12 @@ pub fn parse(buf: &[u8], head: &mut RequestHead) -> Result<bool, RequestError> {
 /// Reduces the target to what is forwarded. Origin-form and `*` pass as they are;
 /// absolute-form `http://host/path` gives its host and forwards `/path` (RFC 9112 3.2.2:
 /// the target's authority wins over any Host header).
+///
+/// An absolute-form host is then routed exactly like a Host header, as nginx does: one that
+/// matches no `server_name` on the listener goes to the listener's default server. That is
+/// safe because ringlb is no forward proxy: it never connects to the named host, only to
+/// the location's upstream, and the Host it forwards is this same authority (the client's
+/// Host header is dropped), so the routing and the backend see one host, never two.
 fn target_of(
     buf: &[u8],
     path: &[u8],
@@ -321,6 +331,13 @@ fn parse_content_length(v: &[u8]) -> Option<u64> {
         return None;
     }
     Some(v.iter().fold(0u64, |n, &d| n * 10 + (d - b'0') as u64))
+}
+
+fn chunked_applied_twice(v: &[u8]) -> bool {
+    v.split(|&b| b == b',')
+        .filter(|c| trim(c).eq_ignore_ascii_case(b"chunked"))
+        .count()
+        > 1
 }
 
 fn last_coding_is_chunked(v: &[u8]) -> bool {
@@ -399,6 +416,25 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n  folded\r\n\r\n",
             "GET /\r\n\r\n",
             "GET foo HTTP/1.1\r\nHost: a\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1,1\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nX\t: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\n\tX: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+            "GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET / http/1.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1 \r\nHost: a\r\n\r\n",
+            "GET http://user@a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n",
         ];
         for b in bad {
             assert_eq!(p(b).err().map(|e| e.status()), Some(400), "{b:?}");

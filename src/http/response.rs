@@ -30,7 +30,8 @@ impl Default for ResponseHead {
             status: 0,
             reason: (0, 0),
             minor: 1,
-            headers: Vec::with_capacity(32),
+            // Grows on the first head: an idle connection that never sent one costs nothing.
+            headers: Vec::new(),
             head_len: 0,
             body: ResponseBody::None,
             keep_alive: true,

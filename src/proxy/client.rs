@@ -155,7 +155,10 @@ impl Client {
             let Some(vs) = cur.routes.server(config, self.listen, host) else {
                 return;
             };
-            let close = self.handle(ctx, &cur, vs).await;
+            // Boxed so that an idle connection's task holds only the small head-reading
+            // state, not the much larger one of forwarding and relaying (one allocation
+            // per request instead of several KiB per idle connection).
+            let close = Box::pin(self.handle(ctx, &cur, vs)).await;
             self.served += 1;
             if close {
                 return;

@@ -393,6 +393,13 @@ impl Client {
                     let d = dec
                         .decode(&self.buf, &mut self.out, true)
                         .map_err(|_| Failure::Client(Some(400)))?;
+                    // A chunked body's size is only known as it arrives: count decoded bytes
+                    // and stop before forwarding any past the limit. No response has gone
+                    // to the client yet, so it gets its 413 (and the backend connection,
+                    // holding half a body, is dropped).
+                    if vs.max_body_bytes > 0 && dec.decoded > vs.max_body_bytes {
+                        return Err(Failure::Client(Some(413)));
+                    }
                     self.consume(d.consumed);
                     let out = std::mem::take(&mut self.out);
                     let (res, out) =

@@ -1,6 +1,7 @@
 //! One worker thread: its monoio runtime, its listeners, and the housekeeping tick that
 //! picks up new configuration generations and drives the graceful stop.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -27,6 +28,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const RING_ENTRIES: u32 = 4096;
 /// Pause of an accept loop after EMFILE/ENFILE: back off instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// How often an accept loop at `runtime.max_connections` looks whether a slot came free.
+const AT_CAP_POLL: Duration = Duration::from_millis(5);
 
 pub(super) type Ready = Sender<Result<(usize, IoKind), (usize, String)>>;
 
@@ -81,9 +84,10 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
         process.stats[id].clone(),
     ));
     let mut listeners: HashMap<SocketAddr, Canceller> = HashMap::new();
+    let slots = Rc::new(Slots::default());
     let cur = ctx.current();
     for &addr in cur.routes.listen_addrs() {
-        match open(addr, &ctx) {
+        match open(addr, &ctx, &slots) {
             Ok(c) => {
                 listeners.insert(addr, c);
             }
@@ -104,7 +108,7 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
         if g != generation {
             generation = g;
             ctx.refresh();
-            reconcile(&mut listeners, &ctx);
+            reconcile(&mut listeners, &ctx, &slots);
         }
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
@@ -128,17 +132,34 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
 }
 
 /// Binds `addr` and starts accepting on it; the returned canceller stops that.
-fn open(addr: SocketAddr, ctx: &Rc<ProxyCtx>) -> std::io::Result<Canceller> {
+fn open(addr: SocketAddr, ctx: &Rc<ProxyCtx>, slots: &Rc<Slots>) -> std::io::Result<Canceller> {
     let std_listener = listener::bind(addr)?;
     let listener = TcpListener::from_std(std_listener)?;
     let canceller = Canceller::new();
     let handle = canceller.handle();
     let ctx = ctx.clone();
+    let slots = slots.clone();
     monoio::spawn(async move {
         loop {
+            // At the cap, leave new connections in the kernel's backlog (where they wait or
+            // are refused once it fills) rather than take descriptors and memory for them.
+            while slots.open.get() >= ctx.current().config().runtime.max_connections {
+                // (A listener removed by a reload while at the cap closes once a slot
+                // frees: the accept below then fails with ECANCELED.)
+                if ctx.stopping() {
+                    return;
+                }
+                monoio::time::sleep(AT_CAP_POLL).await;
+            }
             match listener.cancelable_accept(handle.clone()).await {
                 Ok((stream, remote)) => {
-                    monoio::spawn(Contained(proxy::serve(stream, remote, addr, ctx.clone())));
+                    let slot = Slot::take(&slots);
+                    let ctx = ctx.clone();
+                    let fut = Contained(async move {
+                        let _slot = slot;
+                        proxy::serve(stream, remote, addr, ctx).await
+                    });
+                    monoio::spawn(fut);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => break,
                 Err(e) => {
@@ -155,7 +176,11 @@ fn open(addr: SocketAddr, ctx: &Rc<ProxyCtx>) -> std::io::Result<Canceller> {
 
 /// Opens listeners for addresses the new configuration added and closes those it removed
 /// (their accepted connections carry on).
-fn reconcile(listeners: &mut HashMap<SocketAddr, Canceller>, ctx: &Rc<ProxyCtx>) {
+fn reconcile(
+    listeners: &mut HashMap<SocketAddr, Canceller>,
+    ctx: &Rc<ProxyCtx>,
+    slots: &Rc<Slots>,
+) {
     let cur = ctx.current();
     let wanted: Vec<SocketAddr> = cur.routes.listen_addrs().copied().collect();
     let gone: Vec<SocketAddr> = listeners
@@ -173,13 +198,37 @@ fn reconcile(listeners: &mut HashMap<SocketAddr, Canceller>, ctx: &Rc<ProxyCtx>)
         if listeners.contains_key(&addr) {
             continue;
         }
-        match open(addr, ctx) {
+        match open(addr, ctx, slots) {
             Ok(c) => {
                 listeners.insert(addr, c);
                 tracing::info!(worker = ctx.worker, %addr, "listening");
             }
             Err(e) => tracing::error!(worker = ctx.worker, %addr, "cannot listen: {e}"),
         }
+    }
+}
+
+/// Client connections this worker has accepted and not yet closed, over all its listeners
+/// (counted at accept, unlike `clients_open`, which counts from the task's first poll).
+#[derive(Default)]
+struct Slots {
+    open: Cell<usize>,
+}
+
+/// One accepted connection's place in [`Slots`], given back when its task ends (also by a
+/// panic: `Contained` drops the future).
+struct Slot(Rc<Slots>);
+
+impl Slot {
+    fn take(slots: &Rc<Slots>) -> Slot {
+        slots.open.set(slots.open.get() + 1);
+        Slot(slots.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.set(self.0.open.get() - 1);
     }
 }
 

@@ -541,6 +541,7 @@ pub mod bench_support {
                 pin_workers: false,
                 shutdown_timeout: Duration::from_secs(1),
                 io: IoMode::Auto,
+                max_connections: 65536,
             },
             admin: None,
             servers: Vec::new(),
