@@ -412,7 +412,7 @@ pub fn usable(peer: &Peer, now_ms: u64, single: bool) -> bool {
 /// disabled it (`fails >= max_fails` within `fail_timeout` of the last check). `down` is
 /// separate: it is configuration, not health. `single`: the only server of its upstream,
 /// which nginx never marks failed.
-fn is_healthy(peer: &Peer, now_ms: u64, single: bool) -> bool {
+pub fn is_healthy(peer: &Peer, now_ms: u64, single: bool) -> bool {
     let st = &peer.state;
     if !st.is_healthy() {
         return false;
