@@ -54,7 +54,10 @@ impl Client {
             return self.tunnel_after_101(ctx, conn, vs).await;
         }
         let framing = client_framing(self.res.body, self.head.minor);
-        let close = close || framing == ClientFraming::Close || self.res.status == 101;
+        // A stop that began while the request was in flight: say the connection ends, so
+        // the client does not send its next request into a closing socket.
+        let close =
+            close || framing == ClientFraming::Close || self.res.status == 101 || ctx.stopping();
         self.out.clear();
         rewrite::response_head(
             &mut self.out,
