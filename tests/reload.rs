@@ -2,6 +2,7 @@
 //! reloads, the new weights take over, an invalid file keeps the old configuration, and
 //! listen addresses follow the file.
 
+#[allow(unused_imports)]
 mod common;
 
 use std::net::SocketAddr;
