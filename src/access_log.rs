@@ -153,7 +153,10 @@ pub fn format_line(out: &mut Vec<u8>, time_local: &[u8], r: &Record<'_>) {
     out.extend_from_slice(b"] \"");
     escaped_or_dash(out, Some(r.request).filter(|s| !s.is_empty()));
     out.extend_from_slice(b"\" ");
-    out.extend_from_slice(n.format(if r.status == 0 { 499 } else { r.status }).as_bytes());
+    out.extend_from_slice(
+        n.format(if r.status == 0 { 499 } else { r.status })
+            .as_bytes(),
+    );
     out.push(b' ');
     out.extend_from_slice(n.format(r.body_bytes).as_bytes());
     out.extend_from_slice(b" \"");
@@ -270,7 +273,10 @@ fn time_local(out: &mut Vec<u8>, unix: i64) {
 // ---- The writer thread --------------------------------------------------------------
 
 enum Msg {
-    Write { path: Arc<PathBuf>, buf: Vec<u8> },
+    Write {
+        path: Arc<PathBuf>,
+        buf: Vec<u8>,
+    },
     Reopen,
     /// Write everything queued before this, then acknowledge.
     Finish(Sender<()>),
@@ -445,7 +451,10 @@ mod tests {
         let mut out = Vec::new();
         format_line(&mut out, b"T", &r);
         let s = String::from_utf8(out).unwrap();
-        assert!(s.ends_with("\"-\" 499 612 \"-\" \"curl/8.5.0\" - - 12.345 -\n"), "{s}");
+        assert!(
+            s.ends_with("\"-\" 499 612 \"-\" \"curl/8.5.0\" - - 12.345 -\n"),
+            "{s}"
+        );
     }
 
     #[test]

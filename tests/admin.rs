@@ -116,17 +116,19 @@ fn check_grammar(text: &str) {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let mut it = rest.split(' ');
             let (name, kind) = (it.next().unwrap(), it.next().unwrap());
-            assert!(
-                ["counter", "gauge", "histogram"].contains(&kind),
-                "{line}"
-            );
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
             assert!(helped.iter().any(|h| h == name), "TYPE before HELP: {line}");
             typed.insert(name.to_string(), kind.to_string());
             continue;
         }
-        assert!(!line.starts_with('#') && !line.is_empty(), "stray line {line:?}");
+        assert!(
+            !line.starts_with('#') && !line.is_empty(),
+            "stray line {line:?}"
+        );
         let (series, value) = line.rsplit_once(' ').unwrap();
-        value.parse::<f64>().unwrap_or_else(|_| panic!("bad value: {line}"));
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
         let name = series.split('{').next().unwrap();
         assert!(name.starts_with("ringlb_"), "{line}");
         if series.contains('{') {
@@ -193,7 +195,10 @@ fn metrics_parse_as_prometheus_text_and_count_the_requests_sent() {
         "ringlb_config_generation",
     ] {
         assert!(m.docs.contains_key(family), "no HELP for {family}");
-        assert!(text.contains(&format!("# TYPE {family} ")), "no TYPE for {family}");
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "no TYPE for {family}"
+        );
     }
     let a = s.a.addr.to_string();
     let b = s.b.addr.to_string();
@@ -219,14 +224,31 @@ fn metrics_parse_as_prometheus_text_and_count_the_requests_sent() {
         Some(3.0)
     );
     let up = |u: &str, srv: &str| {
-        value(&m, "ringlb_upstream_up", &[("upstream", u), ("server", srv)])
+        value(
+            &m,
+            "ringlb_upstream_up",
+            &[("upstream", u), ("server", srv)],
+        )
     };
     assert_eq!(up("app", &a), Some(1.0));
     assert_eq!(up("app", &s.dead[0].to_string()), Some(0.0), "down = true");
-    assert_eq!(up("dead", &s.dead[1].to_string()), Some(0.0), "passively failed");
-    assert!(sum(&m, "ringlb_upstream_failures_total", &[("upstream", "dead")]) >= 2.0);
+    assert_eq!(
+        up("dead", &s.dead[1].to_string()),
+        Some(0.0),
+        "passively failed"
+    );
+    assert!(
+        sum(
+            &m,
+            "ringlb_upstream_failures_total",
+            &[("upstream", "dead")]
+        ) >= 2.0
+    );
     assert!(value(&m, "ringlb_retries_total", &[("upstream", "dead")]).unwrap() >= 1.0);
-    assert_eq!(value(&m, "ringlb_retries_total", &[("upstream", "app")]), Some(0.0));
+    assert_eq!(
+        value(&m, "ringlb_retries_total", &[("upstream", "app")]),
+        Some(0.0)
+    );
     assert_eq!(
         value(&m, "ringlb_upstream_active_connections", &[("server", &a)]),
         Some(0.0)
@@ -258,7 +280,7 @@ fn metrics_parse_as_prometheus_text_and_count_the_requests_sent() {
         assert!(buckets.windows(2).all(|w| w[0].count <= w[1].count));
         let inf = buckets.last().unwrap();
         assert!(inf.less_than.is_infinite());
-        let served = (per(srv, "200") + per(srv, "404")) as f64;
+        let served = per(srv, "200") + per(srv, "404");
         assert_eq!(inf.count, served);
         let count_line = format!(
             "ringlb_upstream_response_seconds_count{{upstream=\"app\",server=\"{srv}\"}} {served}"
@@ -287,7 +309,10 @@ fn status_json_has_the_shape_of_the_spec() {
     assert_eq!(app["balance"], "round_robin");
     assert_eq!(ups["dead"]["balance"], "least_conn");
     let servers = app["servers"].as_array().unwrap();
-    let states: Vec<&str> = servers.iter().map(|x| x["state"].as_str().unwrap()).collect();
+    let states: Vec<&str> = servers
+        .iter()
+        .map(|x| x["state"].as_str().unwrap())
+        .collect();
     assert_eq!(states, ["up", "up", "disabled", "backup"]);
     for srv in servers {
         for key in ["addr", "weight", "state", "active", "requests", "fails"] {
@@ -297,7 +322,10 @@ fn status_json_has_the_shape_of_the_spec() {
     }
     assert_eq!(servers[0]["addr"], s.a.addr.to_string());
     assert_eq!(servers[0]["weight"], 2);
-    let requests: u64 = servers.iter().map(|x| x["requests"].as_u64().unwrap()).sum();
+    let requests: u64 = servers
+        .iter()
+        .map(|x| x["requests"].as_u64().unwrap())
+        .sum();
     assert_eq!(requests, 6);
     assert_eq!(
         servers[0]["requests"].as_u64().unwrap(),
@@ -312,7 +340,10 @@ fn status_json_has_the_shape_of_the_spec() {
     assert_eq!(get(s.admin, "/nope").unwrap().status, 404);
     let page = get(s.admin, "/").unwrap();
     assert_eq!(page.status, 200);
-    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
     assert!(page.text().contains("fetch(\"status\""));
 }
 
@@ -419,7 +450,10 @@ fn access_log_has_one_line_per_request_and_sigusr1_reopens_it() {
     assert_eq!(post[6], r.body.len().to_string());
     assert_eq!(post[8], "big");
     let dead = fields(&find("GET /dead")[0]);
-    assert_eq!((dead[4].as_str(), dead[5].as_str()), ("GET /dead HTTP/1.1", "502"));
+    assert_eq!(
+        (dead[4].as_str(), dead[5].as_str()),
+        ("GET /dead HTTP/1.1", "502")
+    );
     assert_eq!(dead[10], "-", "no upstream status: {dead:?}");
     assert_eq!(dead[12], "-");
 
@@ -428,7 +462,9 @@ fn access_log_has_one_line_per_request_and_sigusr1_reopens_it() {
     let rotated = dir.join("access.log.1");
     std::fs::rename(&log, &rotated).unwrap();
     s.proxy.signal(libc::SIGUSR1);
-    assert!(s.proxy.wait_log("access logs reopened", Duration::from_secs(5)));
+    assert!(s
+        .proxy
+        .wait_log("access logs reopened", Duration::from_secs(5)));
     for _ in 0..3 {
         assert_eq!(get(s.addr, "/after").unwrap().status, 200);
     }

@@ -171,7 +171,10 @@ servers = [ {{ addr = "{api}", weight = 2 }}, {{ addr = "{gone}" }} ]
     }
     assert!(dom.contains("<span class=\"state up\">up</span>"));
     assert!(dom.contains("least_conn") && dom.contains("round_robin"));
-    assert!(dom.contains("class=\"live\""), "the page never reached /status");
+    assert!(
+        dom.contains("class=\"live\""),
+        "the page never reached /status"
+    );
 
     let png = std::fs::read(&shot).expect("screenshot written");
     assert!(png.len() > 10_000, "screenshot too small to show anything");

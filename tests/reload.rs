@@ -16,7 +16,10 @@ use common::{free_port, get, Backend, Proxy};
 /// A config with an admin endpoint, one server block on `listen` and upstream `app` made
 /// of `servers` (address, weight).
 fn config(listen: &[u16], admin: u16, servers: &[(SocketAddr, u32)]) -> String {
-    let listen: Vec<String> = listen.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+    let listen: Vec<String> = listen
+        .iter()
+        .map(|p| format!("\"127.0.0.1:{p}\""))
+        .collect();
     let servers: Vec<String> = servers
         .iter()
         .map(|(a, w)| format!("  {{ addr = \"{a}\", weight = {w} }}"))
@@ -101,8 +104,7 @@ fn client(addr: SocketAddr, stop: Arc<AtomicBool>, load: Arc<Load>) {
                         *f = Some(Instant::now());
                     }
                 }
-                if r
-                    .header("connection")
+                if r.header("connection")
                     .is_some_and(|v| v.eq_ignore_ascii_case("close"))
                 {
                     conn = None;
@@ -134,7 +136,10 @@ fn twenty_reloads_under_load_fail_no_request_and_follow_new_weights() {
     let admin_port = free_port();
     let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut proxy = Proxy::start(&config(&[port], admin_port, &[(a.addr, 1), (b.addr, 1)]), addr);
+    let mut proxy = Proxy::start(
+        &config(&[port], admin_port, &[(a.addr, 1), (b.addr, 1)]),
+        addr,
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let load = Arc::new(Load::default());
@@ -166,7 +171,10 @@ fn twenty_reloads_under_load_fail_no_request_and_follow_new_weights() {
                 if let Some(t) = *load.first_c.lock().unwrap() {
                     break t;
                 }
-                assert!(Instant::now() < deadline, "no response from the added server");
+                assert!(
+                    Instant::now() < deadline,
+                    "no response from the added server"
+                );
                 std::thread::sleep(Duration::from_millis(1));
             };
             latencies.push(seen.duration_since(sent));
@@ -181,7 +189,10 @@ fn twenty_reloads_under_load_fail_no_request_and_follow_new_weights() {
             .map(|(b, n)| b.requests() - n)
             .collect();
         let total: u64 = delta.iter().sum();
-        assert!(total >= 20, "step {i}: too little traffic to judge: {delta:?}");
+        assert!(
+            total >= 20,
+            "step {i}: too little traffic to judge: {delta:?}"
+        );
         let weights: Vec<u32> = backends
             .iter()
             .map(|bk| {
@@ -252,7 +263,10 @@ fn invalid_config_on_sighup_keeps_the_old_one_and_logs_where() {
         std::thread::spawn(move || client(addr, stop, load))
     };
     // The bad address sits on a known line: find it to check the reported position.
-    let bad = good.replace(&format!("addr = \"{}\"", a.addr), "addr = \"127.0.0.1:80x\"");
+    let bad = good.replace(
+        &format!("addr = \"{}\"", a.addr),
+        "addr = \"127.0.0.1:80x\"",
+    );
     let line = bad.lines().position(|l| l.contains("80x")).unwrap() + 1;
     let col = bad.lines().nth(line - 1).unwrap().find("\"127").unwrap() + 1;
     proxy.reload(&bad);
@@ -263,10 +277,7 @@ fn invalid_config_on_sighup_keeps_the_old_one_and_logs_where() {
     );
     let log = proxy.log();
     let want = format!("ringlb.toml:{line}:{col}");
-    assert!(
-        log.contains(&want),
-        "the error does not say {want}:\n{log}"
-    );
+    assert!(log.contains(&want), "the error does not say {want}:\n{log}");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(generation(admin), 1, "the bad file was published");
     let r = get(addr, "/").unwrap();

@@ -81,7 +81,13 @@ fn handle(mut stream: TcpStream, process: &Process) -> std::io::Result<()> {
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
         if buf.len() > MAX_HEAD {
-            return respond(&mut stream, 431, "text/plain", b"request too large\n", false);
+            return respond(
+                &mut stream,
+                431,
+                "text/plain",
+                b"request too large\n",
+                false,
+            );
         }
         let n = stream.read(&mut chunk)?;
         if n == 0 {
