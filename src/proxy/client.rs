@@ -169,26 +169,6 @@ impl Client {
                     return;
                 }
             }
-            // The head may have waited through a reload (an idle keepalive connection): a
-            // request runs on the configuration current when it arrives, unless that one no
-            // longer serves this address (the connection then finishes on the old one).
-            let cur = {
-                let latest = ctx.current();
-                let moved = !Rc::ptr_eq(&latest, &cur)
-                    && latest
-                        .routes
-                        .server(latest.config(), self.listen, None)
-                        .is_some();
-                if moved {
-                    latest
-                } else {
-                    cur
-                }
-            };
-            let config = cur.config();
-            let Some(default_vs) = cur.routes.server(config, self.listen, None) else {
-                return;
-            };
             WorkerStats::bump(&ctx.stats.requests);
             self.log.reset();
             // A reload may have landed while the connection sat idle: route on the newest
