@@ -340,3 +340,40 @@ fn reload_adds_and_removes_listen_addresses() {
     kept.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     assert_eq!(kept.read_response(false).unwrap().status, 200);
 }
+
+/// A request that began before a reload retries on the servers of its own generation, even
+/// after the worker has moved on to a new one with fewer servers.
+#[test]
+fn a_retry_that_spans_a_reload_stays_on_its_generation() {
+    let hang = Backend::start("hang");
+    hang.set_behavior(common::Behavior::Hang);
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let port = free_port();
+    let admin_port = free_port();
+    let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let short = |servers: &[(SocketAddr, u32)]| {
+        config(&[port], admin_port, servers)
+            .replace("read_timeout = \"5s\"", "read_timeout = \"1s\"")
+    };
+    // The heaviest server comes first in smooth round robin: every worker's first request
+    // goes to the one that never answers.
+    let proxy = Proxy::start(&short(&[(hang.addr, 5), (a.addr, 1), (b.addr, 1)]), addr);
+    let pending: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || get(addr, "/")))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.reload(&short(&[(a.addr, 1)]));
+    wait_generation(admin, 2);
+    // New requests on every worker move its selector to the new generation.
+    for _ in 0..8 {
+        assert_eq!(get(addr, "/").unwrap().status, 200);
+    }
+    for p in pending {
+        let r = p.join().unwrap().expect("the retried request was cut");
+        assert_eq!(r.status, 200);
+        assert!(["a", "b"].contains(&r.text().as_str()), "{}", r.text());
+    }
+    assert!(!proxy.log().contains("panicked"), "{}", proxy.log());
+}
