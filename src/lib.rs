@@ -12,7 +12,10 @@
 //! - [`control`]: the control thread: health checks, reloads, publishing snapshots.
 //! - [`admin`]: `/metrics`, `/status` and the HTML status page.
 //! - [`metrics`]: per-worker counters and how they are summed.
+//! - [`access_log`]: per-worker access log buffers and the thread that writes them.
 
+pub mod access_log;
+pub mod admin;
 pub mod config;
 pub mod control;
 pub mod http;

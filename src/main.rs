@@ -67,6 +67,8 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     running.wait();
+    // The workers flushed their access log buffers as they stopped; see them written.
+    ringlb::access_log::finish(std::time::Duration::from_secs(5));
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

@@ -11,7 +11,10 @@ use crate::runtime::Process;
 /// Starts everything that runs beside the workers: signal handling, and (when configured)
 /// the admin endpoint and health checks.
 pub fn start(process: Arc<Process>) -> std::io::Result<()> {
-    signals::spawn(process.clone(), Box::new(|| {}))?;
+    if let Some(admin) = &process.current().config().admin {
+        crate::admin::start(admin.listen, process.clone())?;
+    }
+    signals::spawn(process.clone(), Box::new(crate::access_log::reopen))?;
     health::spawn(process)?;
     Ok(())
 }

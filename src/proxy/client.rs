@@ -61,6 +61,34 @@ pub(super) struct RequestLog {
     pub upstream_status: u16,
     /// Time from sending the request to its response head (`$upstream_response_time`).
     pub upstream_time: Duration,
+    /// The status sent to the client (`$status`; 0 = none was sent).
+    pub status: u16,
+    /// Bytes of the response written to the client, head included, and the head's share
+    /// (`$body_bytes_sent` is the difference).
+    pub sent: u64,
+    pub head_bytes: u64,
+    /// What the access log needs from the request head, copied before the head's buffer is
+    /// consumed (streamed bodies reuse it); filled only for a server block with a log.
+    /// Capacity is kept from request to request.
+    pub captured: Vec<u8>,
+    /// Spans in `captured`: the request line, Referer, User-Agent.
+    pub request_line: (u32, u32),
+    pub referer: Option<(u32, u32)>,
+    pub user_agent: Option<(u32, u32)>,
+    /// When the head was parsed (`$request_time` origin); set only with a log.
+    pub started: Option<Instant>,
+}
+
+impl RequestLog {
+    /// Clears the facts of the previous request, keeping the capture buffer's memory.
+    fn reset(&mut self) {
+        let mut captured = std::mem::take(&mut self.captured);
+        captured.clear();
+        *self = RequestLog {
+            captured,
+            ..RequestLog::default()
+        };
+    }
 }
 
 /// How the current request's body reaches the backend.
@@ -132,12 +160,17 @@ impl Client {
                 HeadRead::Ready => {}
                 HeadRead::Gone => return,
                 HeadRead::Reject(status) => {
+                    self.log.reset();
+                    if default_vs.access_log.is_some() {
+                        self.capture_rejected();
+                    }
                     self.respond_own(ctx, status, true, default_vs).await;
+                    self.write_log(ctx, default_vs);
                     return;
                 }
             }
             WorkerStats::bump(&ctx.stats.requests);
-            self.log = RequestLog::default();
+            self.log.reset();
             // A reload may have landed while the connection sat idle: route on the newest
             // configuration, unless it no longer listens where this connection came in (the
             // connection then finishes on the configuration that accepted it).
@@ -155,10 +188,14 @@ impl Client {
             let Some(vs) = cur.routes.server(config, self.listen, host) else {
                 return;
             };
+            if vs.access_log.is_some() {
+                self.capture_head();
+            }
             // Boxed so that an idle connection's task holds only the small head-reading
             // state, not the much larger one of forwarding and relaying (one allocation
             // per request instead of several KiB per idle connection).
             let close = Box::pin(self.handle(ctx, &cur, vs)).await;
+            self.write_log(ctx, vs);
             self.served += 1;
             if close {
                 return;
@@ -385,9 +422,18 @@ impl Client {
         WorkerStats::bump(&ctx.stats.own_codes[crate::metrics::code_slot(status)]);
         self.out.clear();
         rewrite::error_response(&mut self.out, status, close);
+        self.log.status = status;
+        self.log.head_bytes = self
+            .out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(0, |i| i as u64 + 4);
         let deadline = Instant::now() + vs.client_body_timeout;
         let out = std::mem::take(&mut self.out);
-        let (_, out) = write_from(&mut self.stream, out, 0, deadline).await;
+        let (res, out) = write_from(&mut self.stream, out, 0, deadline).await;
+        if res.is_ok() {
+            self.log.sent += out.len() as u64;
+        }
         self.out = out;
     }
 }

@@ -6,6 +6,7 @@
 //! bodies) -> `route` (which upstream) -> `forward` (server choice, retries, the exchange
 //! with one server) -> `relay` (response bodies) or `tunnel` (after a 101).
 
+mod access;
 mod client;
 mod forward;
 pub mod io;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use std::os::fd::RawFd;
 
+use crate::access_log::WorkerLog as AccessLog;
 use crate::metrics::WorkerStats;
 use crate::pool::IdlePool;
 use crate::upstream::Selector;
@@ -72,6 +74,8 @@ pub struct ProxyCtx {
     stopping: Cell<bool>,
     pub stats: Arc<WorkerStats>,
     queues: RefCell<queue::WaitQueues>,
+    /// This worker's pending access log lines.
+    pub access_log: RefCell<AccessLog>,
 }
 
 impl ProxyCtx {
@@ -89,6 +93,7 @@ impl ProxyCtx {
             stopping: Cell::new(false),
             stats,
             queues: RefCell::new(queue::WaitQueues::default()),
+            access_log: RefCell::new(AccessLog::new()),
         }
     }
 

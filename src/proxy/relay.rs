@@ -54,7 +54,10 @@ impl Client {
             return self.tunnel_after_101(ctx, conn, vs).await;
         }
         let framing = client_framing(self.res.body, self.head.minor);
-        let close = close || framing == ClientFraming::Close || self.res.status == 101;
+        // A stop that began while the request was in flight: say the connection ends, so
+        // the client does not send its next request into a closing socket.
+        let close =
+            close || framing == ClientFraming::Close || self.res.status == 101 || ctx.stopping();
         self.out.clear();
         rewrite::response_head(
             &mut self.out,
@@ -65,6 +68,8 @@ impl Client {
             self.head.minor,
             false,
         );
+        self.log.status = self.res.status;
+        self.log.head_bytes = self.out.len() as u64;
         let body_at = self.res.head_len;
         let mut reusable = self.res.keep_alive;
         let done_ok = Relayed {
@@ -102,6 +107,7 @@ impl Client {
                     if r.is_err() {
                         return Relayed::broken();
                     }
+                    self.log.sent += first as u64;
                 }
                 let mut remaining = n - first as u64;
                 while remaining > 0 {
@@ -123,6 +129,7 @@ impl Client {
                             if r.is_err() {
                                 return Relayed::broken();
                             }
+                            self.log.sent += take as u64;
                             remaining -= take as u64;
                         }
                     }
@@ -211,6 +218,9 @@ impl Client {
     async fn send_out(&mut self, timeout: std::time::Duration) -> Result<(), IoFail> {
         let out = std::mem::take(&mut self.out);
         let (r, out) = write_from(&mut self.stream, out, 0, Instant::now() + timeout).await;
+        if r.is_ok() {
+            self.log.sent += out.len() as u64;
+        }
         self.out = out;
         r
     }
@@ -232,6 +242,8 @@ impl Client {
             self.head.minor,
             true,
         );
+        self.log.status = self.res.status;
+        self.log.head_bytes = self.out.len() as u64;
         // Bytes the backend sent right after its 101 belong to the tunnel.
         self.out.extend_from_slice(&conn.buf[self.res.head_len..]);
         if self.send_out(vs.client_body_timeout).await.is_err() {

@@ -114,6 +114,7 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
             last_sweep = Instant::now();
             ctx.pool.borrow_mut().sweep(last_sweep);
         }
+        ctx.access_log.borrow_mut().flush_if_due(Instant::now());
     }
 
     // Graceful stop: no new connections, idle ones closed, busy ones finish their request.
@@ -129,6 +130,7 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
     if left > 0 {
         tracing::warn!(worker = id, "stopping with {left} connections still open");
     }
+    ctx.access_log.borrow_mut().flush();
 }
 
 /// Binds `addr` and starts accepting on it; the returned canceller stops that.

@@ -146,6 +146,10 @@ impl Tried {
 pub struct Selector {
     generation: u64,
     locals: Vec<Local>,
+    /// Tables for an upstream of an older generation: a request that began before a reload
+    /// keeps its snapshot (and may retry on it) after another request of this worker has
+    /// synced the selector to the new one. Rare; rebuilt when a different upstream asks.
+    stale: Option<Local>,
     rng: Rng,
 }
 
@@ -155,11 +159,16 @@ pub(crate) struct Local {
     /// Smooth round robin weights of every peer (primaries then backups); least_conn breaks
     /// its ties with the same weights, as nginx does.
     pub(crate) rr: Vec<RrWeights>,
+    /// Address of the `Upstream` these tables were built for. The snapshot the selector
+    /// is synced to is kept alive by the worker for as long as the selector uses it, so no
+    /// other upstream can share the address meanwhile.
+    origin: usize,
 }
 
 impl Local {
     fn new(up: &Upstream) -> Local {
         Local {
+            origin: up as *const Upstream as usize,
             rr: up
                 .peers
                 .iter()
@@ -167,6 +176,23 @@ impl Local {
                 .collect(),
         }
     }
+}
+
+/// `Selector::local` over split borrows, so that the rng stays usable beside the tables.
+fn local_in<'a>(
+    locals: &'a mut [Local],
+    stale: &'a mut Option<Local>,
+    up: &Upstream,
+) -> &'a mut Local {
+    let origin = up as *const Upstream as usize;
+    let fits = |l: &Local| l.origin == origin && l.rr.len() == up.peers.len();
+    if locals.get(up.index).is_some_and(fits) {
+        return &mut locals[up.index];
+    }
+    if !stale.as_ref().is_some_and(fits) {
+        *stale = Some(Local::new(up));
+    }
+    stale.get_or_insert_with(|| Local::new(up))
 }
 
 /// xorshift64*: cheap, worker-local, good enough to spread random choices.
@@ -232,6 +258,7 @@ impl Selector {
         Selector {
             generation: u64::MAX,
             locals: Vec::new(),
+            stale: None,
             rng: Rng(seed | 1),
         }
     }
@@ -243,6 +270,13 @@ impl Selector {
         }
         self.generation = snap.generation;
         self.locals = snap.upstreams.iter().map(Local::new).collect();
+        self.stale = None;
+    }
+
+    /// The tables for `up`: the synced ones, or scratch ones when `up` belongs to another
+    /// generation than the one synced (see `stale`).
+    fn local(&mut self, up: &Upstream) -> &mut Local {
+        local_in(&mut self.locals, &mut self.stale, up)
     }
 
     /// Picks a server of `up` not yet in `tried`, and counts the request as active on it.
@@ -271,7 +305,7 @@ impl Selector {
             let found = self
                 .pick_primary(up, input, tried, primary, &mut skips)
                 .or_else(|| {
-                    let local = &mut self.locals[up.index];
+                    let local = self.local(up);
                     round_robin::pick(
                         &mut local.rr[up.primaries..],
                         up.backup_peers(),
@@ -310,7 +344,7 @@ impl Selector {
         if up.primaries == 0 {
             return None;
         }
-        let local = &mut self.locals[up.index];
+        let local = local_in(&mut self.locals, &mut self.stale, up);
         let rr = &mut local.rr[..up.primaries];
         let found = match up.cfg.balance {
             Balance::RoundRobin => None,
@@ -343,7 +377,7 @@ impl Selector {
         st.checked_ms.store(now_ms, Ordering::Relaxed);
         // max_fails = 0: failures are not counted against the weight either.
         if let Some(drop) = peer.cfg.weight.checked_div(peer.cfg.max_fails) {
-            if let Some(w) = self.locals.get_mut(up.index).and_then(|l| l.rr.get_mut(i)) {
+            if let Some(w) = self.local(up).rr.get_mut(i) {
                 w.effective -= (drop as u64 * WEIGHT_SCALE) as i64;
                 w.effective = w.effective.max(0);
             }
@@ -412,7 +446,7 @@ pub fn usable(peer: &Peer, now_ms: u64, single: bool) -> bool {
 /// disabled it (`fails >= max_fails` within `fail_timeout` of the last check). `down` is
 /// separate: it is configuration, not health. `single`: the only server of its upstream,
 /// which nginx never marks failed.
-fn is_healthy(peer: &Peer, now_ms: u64, single: bool) -> bool {
+pub fn is_healthy(peer: &Peer, now_ms: u64, single: bool) -> bool {
     let st = &peer.state;
     if !st.is_healthy() {
         return false;
@@ -600,6 +634,27 @@ mod tests {
         Balance::RandomTwoLeastConn,
         Balance::LeastTime,
     ];
+
+    /// A request that began before a reload picks (and retries) on its own snapshot after
+    /// the worker's selector moved on to a smaller one.
+    #[test]
+    fn pick_on_an_older_generation_after_sync_uses_its_own_tables() {
+        for method in ALL {
+            let old = upstream(&upstream_cfg(
+                method,
+                vec![server(1, 1), server(2, 1), server(3, 5)],
+            ));
+            let new = upstream(&upstream_cfg(method, vec![server(1, 1)]));
+            let mut sel = test_selector(&new, 7);
+            for _ in 0..10 {
+                let i = pick_once(&mut sel, &old, &input()).unwrap();
+                assert!(i < 3);
+                release(&old.peers[i]);
+            }
+            sel.failed(&old, 2, 1);
+            assert_eq!(pick_once(&mut sel, &new, &input()), Ok(0));
+        }
+    }
 
     #[test]
     fn smooth_round_robin_matches_nginx_sequence() {

@@ -1,0 +1,254 @@
+//! `/metrics`: the Prometheus text exposition format (version 0.0.4), summed over the
+//! per-worker shards at scrape time.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use super::view::{ServerState, Totals};
+use crate::metrics::{self, slot_label, LATENCY_BOUNDS_S};
+use crate::runtime::Process;
+use crate::upstream::{now_ms, Peer, Snapshot, Upstream};
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub fn render(process: &Process) -> String {
+    let cur = process.current();
+    let snap = &cur.snapshot;
+    let now = now_ms();
+    let totals: Vec<Vec<Totals>> = snap
+        .upstreams
+        .iter()
+        .map(|u| u.peers.iter().map(Totals::of).collect())
+        .collect();
+    let mut o = String::with_capacity(16 * 1024);
+
+    header(
+        &mut o,
+        "ringlb_requests_total",
+        "counter",
+        "Responses by upstream, server and status code; ringlb's own responses (no server \
+         answered, bad requests) have empty upstream and server labels.",
+    );
+    for (u, ts) in snap.upstreams.iter().zip(&totals) {
+        for (p, t) in u.peers.iter().zip(ts) {
+            for (slot, &n) in t.codes.iter().enumerate() {
+                if n > 0 {
+                    let _ = writeln!(
+                        o,
+                        "ringlb_requests_total{{upstream=\"{}\",server=\"{}\",code=\"{}\"}} {n}",
+                        esc(&u.cfg.name),
+                        esc(&p.cfg.name),
+                        slot_label(slot)
+                    );
+                }
+            }
+        }
+    }
+    for slot in 0..metrics::CODE_SLOTS {
+        let n = metrics::sum(&process.stats, |s| &s.own_codes[slot]);
+        if n > 0 {
+            let _ = writeln!(
+                o,
+                "ringlb_requests_total{{upstream=\"\",server=\"\",code=\"{}\"}} {n}",
+                slot_label(slot)
+            );
+        }
+    }
+
+    header(
+        &mut o,
+        "ringlb_upstream_active_connections",
+        "gauge",
+        "Requests in flight to each server, across workers.",
+    );
+    each_server(snap, &mut o, |u, p| {
+        format!(
+            "ringlb_upstream_active_connections{{{}}} {}",
+            labels(u, p),
+            p.state.active()
+        )
+    });
+
+    header(
+        &mut o,
+        "ringlb_upstream_up",
+        "gauge",
+        "1 when the server can take traffic: not down in the configuration, passing its \
+         health check and not passively failed.",
+    );
+    each_server(snap, &mut o, |u, p| {
+        let up = ServerState::of(u, p, now).is_up();
+        format!("ringlb_upstream_up{{{}}} {}", labels(u, p), up as u8)
+    });
+
+    header(
+        &mut o,
+        "ringlb_upstream_response_seconds",
+        "histogram",
+        "Time from sending a request to a server to its response head.",
+    );
+    for (u, ts) in snap.upstreams.iter().zip(&totals) {
+        for (p, t) in u.peers.iter().zip(ts) {
+            let l = labels(u, p);
+            let mut cumulative = 0u64;
+            for (i, n) in t.buckets.iter().enumerate() {
+                cumulative += n;
+                match LATENCY_BOUNDS_S.get(i) {
+                    Some(le) => {
+                        let _ = writeln!(
+                            o,
+                            "ringlb_upstream_response_seconds_bucket{{{l},le=\"{le}\"}} {cumulative}"
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(
+                            o,
+                            "ringlb_upstream_response_seconds_bucket{{{l},le=\"+Inf\"}} {cumulative}"
+                        );
+                    }
+                }
+            }
+            let _ = writeln!(
+                o,
+                "ringlb_upstream_response_seconds_sum{{{l}}} {}",
+                t.latency_sum_us as f64 / 1e6
+            );
+            let _ = writeln!(
+                o,
+                "ringlb_upstream_response_seconds_count{{{l}}} {cumulative}"
+            );
+        }
+    }
+
+    header(
+        &mut o,
+        "ringlb_upstream_failures_total",
+        "counter",
+        "Failed attempts on each server (error, timeout, invalid response, or a status \
+         listed in next_upstream).",
+    );
+    for (u, ts) in snap.upstreams.iter().zip(&totals) {
+        for (p, t) in u.peers.iter().zip(ts) {
+            let _ = writeln!(
+                o,
+                "ringlb_upstream_failures_total{{{}}} {}",
+                labels(u, p),
+                t.failures
+            );
+        }
+    }
+
+    header(
+        &mut o,
+        "ringlb_retries_total",
+        "counter",
+        "Requests retried on another server of the upstream.",
+    );
+    for (u, ts) in snap.upstreams.iter().zip(&totals) {
+        let n: u64 = ts.iter().map(|t| t.retries).sum();
+        let _ = writeln!(
+            o,
+            "ringlb_retries_total{{upstream=\"{}\"}} {n}",
+            esc(&u.cfg.name)
+        );
+    }
+
+    header(
+        &mut o,
+        "ringlb_client_connections",
+        "gauge",
+        "Client connections open now: \"active\" serving a request, \"idle\" waiting for \
+         the next one.",
+    );
+    let open = metrics::sum(&process.stats, |s| &*s.clients_open);
+    let idle = metrics::sum(&process.stats, |s| &s.clients_idle);
+    let _ = writeln!(
+        o,
+        "ringlb_client_connections{{state=\"active\"}} {}",
+        open.saturating_sub(idle)
+    );
+    let _ = writeln!(o, "ringlb_client_connections{{state=\"idle\"}} {idle}");
+
+    header(
+        &mut o,
+        "ringlb_client_connections_accepted_total",
+        "counter",
+        "Client connections accepted since start.",
+    );
+    let _ = writeln!(
+        o,
+        "ringlb_client_connections_accepted_total {}",
+        metrics::sum(&process.stats, |s| &s.clients_accepted)
+    );
+    header(
+        &mut o,
+        "ringlb_client_requests_total",
+        "counter",
+        "Request heads read from clients since start.",
+    );
+    let _ = writeln!(
+        o,
+        "ringlb_client_requests_total {}",
+        metrics::sum(&process.stats, |s| &s.requests)
+    );
+
+    header(
+        &mut o,
+        "ringlb_config_reloads_total",
+        "counter",
+        "Configuration reloads (SIGHUP) by result.",
+    );
+    let _ = writeln!(
+        o,
+        "ringlb_config_reloads_total{{result=\"ok\"}} {}",
+        process.reloads_ok.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        o,
+        "ringlb_config_reloads_total{{result=\"error\"}} {}",
+        process.reloads_failed.load(Ordering::Relaxed)
+    );
+    header(
+        &mut o,
+        "ringlb_config_generation",
+        "gauge",
+        "Generation of the configuration the workers run (1 at start, +1 per reload).",
+    );
+    let _ = writeln!(o, "ringlb_config_generation {}", process.generation());
+    header(&mut o, "ringlb_workers", "gauge", "Worker threads.");
+    let _ = writeln!(o, "ringlb_workers {}", process.workers);
+    o
+}
+
+fn header(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}");
+    let _ = writeln!(o, "# TYPE {name} {kind}");
+}
+
+fn each_server(snap: &Snapshot, o: &mut String, line: impl Fn(&Upstream, &Peer) -> String) {
+    for u in &snap.upstreams {
+        for p in &u.peers {
+            o.push_str(&line(u, p));
+            o.push('\n');
+        }
+    }
+}
+
+fn labels(u: &Upstream, p: &Peer) -> String {
+    format!(
+        "upstream=\"{}\",server=\"{}\"",
+        esc(&u.cfg.name),
+        esc(&p.cfg.name)
+    )
+}
+
+/// Label value escaping of the text format: backslash, double quote and newline.
+fn esc(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(['\\', '"', '\n']) {
+        return s.into();
+    }
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .into()
+}

@@ -1,0 +1,80 @@
+//! `/status`: the JSON document of SPEC.md ("Admin endpoint"), plus a few extra keys the
+//! HTML page uses (per-server name, health, passive failure count and response classes;
+//! per-upstream panic mode; client connections and reload counts).
+
+use std::sync::atomic::Ordering;
+
+use serde_json::{json, Map, Value};
+
+use super::view::{balance_name, ServerState, Totals};
+use crate::metrics;
+use crate::runtime::Process;
+use crate::upstream::balance::in_panic;
+use crate::upstream::now_ms;
+
+pub fn render(process: &Process) -> Value {
+    let cur = process.current();
+    let now = now_ms();
+    let mut upstreams = Map::new();
+    for u in &cur.snapshot.upstreams {
+        let servers: Vec<Value> = u
+            .peers
+            .iter()
+            .map(|p| {
+                let t = Totals::of(p);
+                json!({
+                    "addr": p.cfg.addr.to_string(),
+                    "name": p.cfg.name,
+                    "weight": p.cfg.weight,
+                    "backup": p.cfg.backup,
+                    "state": ServerState::of(u, p, now).as_str(),
+                    "health": if p.state.is_healthy() { "passing" } else { "failing" },
+                    "active": p.state.active(),
+                    "requests": t.requests(),
+                    "fails": t.failures,
+                    "passive_fails": p.state.fails.load(Ordering::Relaxed),
+                    "retries": t.retries,
+                    "max_conns": p.cfg.max_conns,
+                    "responses": {
+                        "1xx": t.class(1), "2xx": t.class(2), "3xx": t.class(3),
+                        "4xx": t.class(4), "5xx": t.class(5),
+                    },
+                })
+            })
+            .collect();
+        upstreams.insert(
+            u.cfg.name.clone(),
+            json!({
+                "balance": balance_name(u.cfg.balance),
+                "panic": in_panic(u, now),
+                "health_check": u.cfg.health_check.is_some(),
+                "servers": servers,
+            }),
+        );
+    }
+    let own: u64 = (0..metrics::CODE_SLOTS)
+        .map(|i| metrics::sum(&process.stats, |s| &s.own_codes[i]))
+        .sum();
+    let open = metrics::sum(&process.stats, |s| &*s.clients_open);
+    let idle = metrics::sum(&process.stats, |s| &s.clients_idle);
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "generation": process.generation(),
+        "workers": process.workers,
+        "io": process.io.get().map_or("epoll", |k| k.as_str()),
+        "uptime_s": now / 1000,
+        "stopping": process.stopping.load(Ordering::Relaxed),
+        "reloads": {
+            "ok": process.reloads_ok.load(Ordering::Relaxed),
+            "error": process.reloads_failed.load(Ordering::Relaxed),
+        },
+        "clients": {
+            "active": open.saturating_sub(idle),
+            "idle": idle,
+            "accepted": metrics::sum(&process.stats, |s| &s.clients_accepted),
+            "requests": metrics::sum(&process.stats, |s| &s.requests),
+            "own_responses": own,
+        },
+        "upstreams": upstreams,
+    })
+}

@@ -1,0 +1,73 @@
+//! The proxy's side of the access log: copying what a log line needs out of the request
+//! head before the head's buffer is reused, and handing the finished record to the
+//! worker's log buffers. Runs only for server blocks with `access_log`.
+
+use super::client::Client;
+use super::ProxyCtx;
+use crate::access_log::Record;
+use crate::config::VirtualServer;
+
+/// Most bytes of a rejected request's first line that are logged.
+const REJECTED_LINE_MAX: usize = 1024;
+
+impl Client {
+    /// Copies the request line, Referer and User-Agent of the parsed head.
+    pub(super) fn capture_head(&mut self) {
+        let log = &mut self.log;
+        log.started = Some(std::time::Instant::now());
+        let buf = &self.buf[..self.head.head_len.min(self.buf.len())];
+        let start = self.head.method_span.0 as usize;
+        let line = buf[start.min(buf.len())..]
+            .split(|&b| b == b'\r' || b == b'\n')
+            .next()
+            .unwrap_or_default();
+        log.request_line = push(&mut log.captured, line);
+        for h in &self.head.headers {
+            let name = h.name(buf);
+            if name.eq_ignore_ascii_case(b"referer") {
+                log.referer = Some(push(&mut log.captured, h.value(buf)));
+            } else if name.eq_ignore_ascii_case(b"user-agent") {
+                log.user_agent = Some(push(&mut log.captured, h.value(buf)));
+            }
+        }
+    }
+
+    /// For a request rejected before it parsed: whatever its first line is.
+    pub(super) fn capture_rejected(&mut self) {
+        let log = &mut self.log;
+        log.started = Some(std::time::Instant::now());
+        let line = self
+            .buf
+            .split(|&b| b == b'\r' || b == b'\n')
+            .next()
+            .unwrap_or_default();
+        let line = &line[..line.len().min(REJECTED_LINE_MAX)];
+        log.request_line = push(&mut log.captured, line);
+    }
+
+    /// Writes the current request's line to `vs`'s access log, if it has one.
+    pub(super) fn write_log(&self, ctx: &ProxyCtx, vs: &VirtualServer) {
+        let Some(path) = &vs.access_log else { return };
+        let log = &self.log;
+        let span = |s: (u32, u32)| &log.captured[s.0 as usize..s.1 as usize];
+        let record = Record {
+            remote: self.remote.ip(),
+            request: span(log.request_line),
+            referer: log.referer.map(span),
+            user_agent: log.user_agent.map(span),
+            status: log.status,
+            body_bytes: log.sent.saturating_sub(log.head_bytes),
+            upstream: log.upstream,
+            upstream_status: log.upstream_status,
+            request_time: log.started.map(|s| s.elapsed()).unwrap_or_default(),
+            upstream_time: log.upstream_time,
+        };
+        ctx.access_log.borrow_mut().record(path, &record);
+    }
+}
+
+fn push(into: &mut Vec<u8>, s: &[u8]) -> (u32, u32) {
+    let a = into.len();
+    into.extend_from_slice(s);
+    (a as u32, into.len() as u32)
+}
