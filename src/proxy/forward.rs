@@ -19,7 +19,7 @@ use crate::http::response;
 use crate::metrics;
 use crate::pool::UpConn;
 use crate::upstream::balance::release;
-use crate::upstream::{now_ms, PickError, PickInput, Upstream};
+use crate::upstream::{ms_at, PickError, PickInput, Upstream};
 
 /// Largest response head accepted from a backend (nginx's proxy_buffer_size is 4-8 KiB; we
 /// are more generous, and anything past this is an invalid response).
@@ -118,7 +118,7 @@ impl Client {
         plan: BodyPlan,
         close: bool,
     ) -> Outcome {
-        let started = Instant::now();
+        let started = self.clock;
         let cfg = &up.cfg;
         let max_tries = match cfg.next_upstream_tries {
             0 => u32::MAX,
@@ -163,10 +163,11 @@ impl Client {
             let peer = &up.peers[i];
             let shard = peer.state.shard(ctx.worker);
             let mut progress = Progress::default();
-            let sent_at = Instant::now();
+            let sent_at = self.clock;
             let attempt = self.attempt(ctx, up, i, vs, plan, &mut progress).await;
-            let now = now_ms();
-            let elapsed = sent_at.elapsed();
+            self.clock = Instant::now();
+            let now = ms_at(self.clock);
+            let elapsed = self.clock.saturating_duration_since(sent_at);
             self.log.upstream = Some(peer.cfg.addr);
             self.log.upstream_time = elapsed;
             match attempt {
@@ -231,7 +232,7 @@ impl Client {
         };
         ctx.selector
             .borrow_mut()
-            .pick(up, &input, &mut self.tried, now_ms())
+            .pick(up, &input, &mut self.tried, ms_at(self.clock))
     }
 
     /// nginx's `ngx_http_upstream_next` conditions, less the failure class.
@@ -269,7 +270,7 @@ impl Client {
                     up.peers[i].state.id,
                     conn,
                     cfg.keepalive,
-                    Instant::now() + cfg.keepalive_timeout,
+                    self.clock + cfg.keepalive_timeout,
                 );
             }
         }
@@ -298,7 +299,7 @@ impl Client {
         // pooled connections the server has already closed, before writing anything.
         let replayable = self.head.method.is_idempotent() || cfg.next_upstream.non_idempotent;
         let pooled = loop {
-            let c = ctx.pool.borrow_mut().take(peer.state.id, Instant::now());
+            let c = ctx.pool.borrow_mut().take(peer.state.id, self.clock);
             match c {
                 Some(c) if !replayable && closed_by_peer(&c.stream) => continue,
                 c => break c,
@@ -342,14 +343,14 @@ impl Client {
         let cfg = &up.cfg;
         conn.buf.clear();
         let out = std::mem::take(&mut self.out);
-        let (res, out) =
-            write_from(&mut conn.stream, out, 0, Instant::now() + cfg.send_timeout).await;
+        let (res, out) = write_from(&mut conn.stream, out, 0, self.clock + cfg.send_timeout).await;
         self.out = out;
         progress.request_sent = true;
         res.map_err(upstream_io)?;
         if let BodyPlan::Stream { .. } = plan {
             progress.body_consumed = true;
             self.stream_body(conn, up, vs).await?;
+            self.clock = Instant::now();
         }
         self.read_response_head(conn, up).await
     }
@@ -458,7 +459,12 @@ impl Client {
                 }
             }
             let buf = std::mem::take(&mut conn.buf);
-            let deadline = Instant::now() + up.cfg.read_timeout;
+            // The first wait runs from the request's clock reading (just taken, or renewed
+            // after a streamed body); a head arriving in pieces renews it per read.
+            if !buf.is_empty() {
+                self.clock = Instant::now();
+            }
+            let deadline = self.clock + up.cfg.read_timeout;
             let (res, buf) = read_append(&mut conn.stream, buf, deadline).await;
             conn.buf = buf;
             match res {

@@ -13,6 +13,7 @@ pub mod io;
 mod queue;
 mod relay;
 pub mod route;
+mod slot;
 mod tunnel;
 
 use std::cell::{Cell, RefCell};
@@ -76,6 +77,8 @@ pub struct ProxyCtx {
     queues: RefCell<queue::WaitQueues>,
     /// This worker's pending access log lines.
     pub access_log: RefCell<AccessLog>,
+    /// Heap blocks for the forwarding state of requests in flight.
+    slots: slot::Slots,
 }
 
 impl ProxyCtx {
@@ -93,6 +96,7 @@ impl ProxyCtx {
             stopping: Cell::new(false),
             stats,
             queues: RefCell::new(queue::WaitQueues::default()),
+            slots: slot::Slots::default(),
             access_log: RefCell::new(AccessLog::new()),
         }
     }

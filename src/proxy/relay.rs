@@ -99,7 +99,7 @@ impl Client {
                         return Relayed::broken();
                     }
                     let buf = std::mem::take(&mut conn.buf);
-                    let deadline = Instant::now() + send_timeout;
+                    let deadline = self.clock + send_timeout;
                     let (r, buf) =
                         write_range(&mut self.stream, buf, body_at..body_at + first, deadline)
                             .await;
@@ -114,7 +114,7 @@ impl Client {
                     conn.buf.clear();
                     let buf = std::mem::take(&mut conn.buf);
                     let (r, buf) =
-                        read_append(&mut conn.stream, buf, Instant::now() + read_timeout).await;
+                        read_append(&mut conn.stream, buf, self.tick() + read_timeout).await;
                     conn.buf = buf;
                     match r {
                         Ok(0) | Err(_) => return Relayed::broken(),
@@ -122,7 +122,7 @@ impl Client {
                             let take = (got as u64).min(remaining) as usize;
                             reusable &= got as u64 <= remaining;
                             let buf = std::mem::take(&mut conn.buf);
-                            let deadline = Instant::now() + send_timeout;
+                            let deadline = self.clock + send_timeout;
                             let (r, buf) =
                                 write_range(&mut self.stream, buf, 0..take, deadline).await;
                             conn.buf = buf;
@@ -161,7 +161,7 @@ impl Client {
                     self.out.clear();
                     let buf = std::mem::take(&mut conn.buf);
                     let (r, buf) =
-                        read_append(&mut conn.stream, buf, Instant::now() + read_timeout).await;
+                        read_append(&mut conn.stream, buf, self.tick() + read_timeout).await;
                     conn.buf = buf;
                     match r {
                         Ok(0) | Err(_) => return Relayed::broken(),
@@ -192,7 +192,7 @@ impl Client {
                     self.out.clear();
                     let buf = std::mem::take(&mut conn.buf);
                     let (r, buf) =
-                        read_append(&mut conn.stream, buf, Instant::now() + read_timeout).await;
+                        read_append(&mut conn.stream, buf, self.tick() + read_timeout).await;
                     conn.buf = buf;
                     match r {
                         Ok(0) => break,
@@ -214,10 +214,16 @@ impl Client {
         }
     }
 
+    /// Renews the clock reading (once per body chunk: cheap next to the chunk's I/O).
+    fn tick(&mut self) -> Instant {
+        self.clock = Instant::now();
+        self.clock
+    }
+
     /// Writes all of `out` to the client.
     async fn send_out(&mut self, timeout: std::time::Duration) -> Result<(), IoFail> {
         let out = std::mem::take(&mut self.out);
-        let (r, out) = write_from(&mut self.stream, out, 0, Instant::now() + timeout).await;
+        let (r, out) = write_from(&mut self.stream, out, 0, self.clock + timeout).await;
         if r.is_ok() {
             self.log.sent += out.len() as u64;
         }

@@ -15,9 +15,16 @@ use crate::metrics::PeerCounters;
 ///
 /// A `u64` of milliseconds fits an atomic, which an `Instant` does not.
 pub fn now_ms() -> u64 {
+    ms_at(Instant::now())
+}
+
+/// `t` on the `now_ms` clock: lets a request that already read the clock reuse it.
+pub fn ms_at(t: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     // Start at 1 so that 0 can mean "never".
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+    t.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
+        .as_millis() as u64
+        + 1
 }
 
 /// What every worker knows about one server. Each hot field sits on its own cache line:
