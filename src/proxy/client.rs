@@ -2,14 +2,14 @@
 //! and buffering, hand it to `forward`, and keep the connection for the next request.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
 use super::forward::Outcome;
-use super::io::{read_append, write_from, IoFail};
+use super::io::{recv, send, IoFail};
+use super::watchdog::Watch;
 use super::ProxyCtx;
 use super::{route, slot};
 use crate::config::VirtualServer;
@@ -243,15 +243,13 @@ impl Client {
             }
             let buf = std::mem::take(&mut self.buf);
             let (res, buf) = if started {
-                read_append(&mut self.stream, buf, deadline).await
+                recv(&mut self.stream, buf, Watch::read(deadline)).await
             } else {
                 if ctx.stopping() {
                     return HeadRead::Gone;
                 }
                 WorkerStats::bump(&ctx.stats.clients_idle);
-                let slot = ctx.idle_enter(self.stream.as_raw_fd());
-                let r = read_append(&mut self.stream, buf, deadline).await;
-                ctx.idle_leave(slot);
+                let r = recv(&mut self.stream, buf, Watch::idle(deadline)).await;
                 WorkerStats::drop_one(&ctx.stats.clients_idle);
                 r
             };
@@ -390,9 +388,10 @@ impl Client {
     /// Reads until `buf` holds `len` bytes.
     async fn read_to(&mut self, len: usize, timeout: Duration) -> bool {
         while self.buf.len() < len {
-            let deadline = Instant::now() + timeout;
+            self.clock = Instant::now();
+            let watch = Watch::read(self.clock + timeout);
             let buf = std::mem::take(&mut self.buf);
-            let (res, buf) = read_append(&mut self.stream, buf, deadline).await;
+            let (res, buf) = recv(&mut self.stream, buf, watch).await;
             self.buf = buf;
             match res {
                 Ok(0) | Err(_) => return false,
@@ -409,8 +408,9 @@ impl Client {
         let mut msg = std::mem::take(&mut self.out);
         let mark = msg.len();
         msg.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-        let deadline = Instant::now() + vs.client_body_timeout;
-        let (res, mut msg) = write_from(&mut self.stream, msg, mark, deadline).await;
+        let watch = Watch::both(self.clock + vs.client_body_timeout);
+        let end = msg.len();
+        let (res, mut msg) = send(&mut self.stream, msg, mark..end, watch).await;
         msg.truncate(mark);
         self.out = msg;
         res.is_ok()
@@ -433,9 +433,10 @@ impl Client {
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
             .map_or(0, |i| i as u64 + 4);
-        let deadline = Instant::now() + vs.client_body_timeout;
+        let watch = Watch::both(Instant::now() + vs.client_body_timeout);
         let out = std::mem::take(&mut self.out);
-        let (res, out) = write_from(&mut self.stream, out, 0, deadline).await;
+        let len = out.len();
+        let (res, out) = send(&mut self.stream, out, 0..len, watch).await;
         if res.is_ok() {
             self.log.sent += out.len() as u64;
         }

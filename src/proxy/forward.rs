@@ -8,8 +8,9 @@ use std::time::Instant;
 use monoio::net::TcpStream;
 
 use super::client::{BodyPlan, Client};
-use super::io::{read_append, write_from, write_range, IoFail};
+use super::io::{recv, send, IoFail};
 use super::relay::Relayed;
+use super::watchdog::Watch;
 use super::ProxyCtx;
 use crate::config::Balance;
 use crate::config::VirtualServer;
@@ -343,7 +344,9 @@ impl Client {
         let cfg = &up.cfg;
         conn.buf.clear();
         let out = std::mem::take(&mut self.out);
-        let (res, out) = write_from(&mut conn.stream, out, 0, self.clock + cfg.send_timeout).await;
+        let len = out.len();
+        let watch = Watch::both(self.clock + cfg.send_timeout);
+        let (res, out) = send(&mut conn.stream, out, 0..len, watch).await;
         self.out = out;
         progress.request_sent = true;
         res.map_err(upstream_io)?;
@@ -363,7 +366,7 @@ impl Client {
         up: &Upstream,
         vs: &VirtualServer,
     ) -> Result<(), Failure> {
-        let send = up.cfg.send_timeout;
+        let send_timeout = up.cfg.send_timeout;
         self.consume(self.head.head_len);
         self.buf.reserve(super::client::REPLAY_MAX as usize);
         match self.head.body {
@@ -373,9 +376,8 @@ impl Client {
                     let take = (self.buf.len() as u64).min(remaining) as usize;
                     if take > 0 {
                         let buf = std::mem::take(&mut self.buf);
-                        let (res, buf) =
-                            write_range(&mut conn.stream, buf, 0..take, Instant::now() + send)
-                                .await;
+                        let watch = Watch::both(Instant::now() + send_timeout);
+                        let (res, buf) = send(&mut conn.stream, buf, 0..take, watch).await;
                         self.buf = buf;
                         res.map_err(upstream_io)?;
                         self.consume(take);
@@ -403,8 +405,9 @@ impl Client {
                     }
                     self.consume(d.consumed);
                     let out = std::mem::take(&mut self.out);
-                    let (res, out) =
-                        write_from(&mut conn.stream, out, 0, Instant::now() + send).await;
+                    let len = out.len();
+                    let watch = Watch::both(Instant::now() + send_timeout);
+                    let (res, out) = send(&mut conn.stream, out, 0..len, watch).await;
                     self.out = out;
                     res.map_err(upstream_io)?;
                     if d.done {
@@ -422,8 +425,8 @@ impl Client {
             return Err(Failure::Client(None));
         }
         let buf = std::mem::take(&mut self.buf);
-        let deadline = Instant::now() + vs.client_body_timeout;
-        let (res, buf) = read_append(&mut self.stream, buf, deadline).await;
+        let watch = Watch::read(Instant::now() + vs.client_body_timeout);
+        let (res, buf) = recv(&mut self.stream, buf, watch).await;
         self.buf = buf;
         match res {
             Ok(0) | Err(IoFail::Io(_)) => Err(Failure::Client(None)),
@@ -464,8 +467,8 @@ impl Client {
             if !buf.is_empty() {
                 self.clock = Instant::now();
             }
-            let deadline = self.clock + up.cfg.read_timeout;
-            let (res, buf) = read_append(&mut conn.stream, buf, deadline).await;
+            let watch = Watch::both(self.clock + up.cfg.read_timeout);
+            let (res, buf) = recv(&mut conn.stream, buf, watch).await;
             conn.buf = buf;
             match res {
                 Ok(0) if conn.buf.is_empty() => {

@@ -3,10 +3,13 @@
 //! connection moving through every call and always hand it back.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+
+use super::watchdog::Watch;
 
 /// Free space guaranteed before each read, so a read is never a tiny one.
 const MIN_READ: usize = 2048;
@@ -14,10 +17,47 @@ const MIN_READ: usize = 2048;
 /// Why an I/O step failed.
 #[derive(Debug)]
 pub enum IoFail {
-    /// The deadline passed; the buffer is gone with the cancelled operation and the
-    /// connection must be closed.
+    /// The deadline passed; the connection is shut down (or, for the timer-based helpers,
+    /// the buffer is gone with the cancelled operation) and must be closed.
     Timeout,
     Io(io::Error),
+}
+
+/// Reads once, appending to `buf`, watched by the worker's watchdog. `Ok(0)` is end of
+/// stream.
+pub async fn recv<S: AsyncReadRent + AsRawFd>(
+    s: &mut S,
+    mut buf: Vec<u8>,
+    watch: Watch,
+) -> (Result<usize, IoFail>, Vec<u8>) {
+    let len = buf.len();
+    if buf.capacity() - len < MIN_READ {
+        buf.reserve(MIN_READ.max(len));
+    }
+    let armed = watch.arm(s.as_raw_fd());
+    let (r, slice) = s.read(buf.slice_mut(len..)).await;
+    if armed.fired() {
+        return (Err(IoFail::Timeout), slice.into_inner());
+    }
+    (r.map_err(IoFail::Io), slice.into_inner())
+}
+
+/// Writes `buf[range]` completely, watched by the worker's watchdog.
+pub async fn send<S: AsyncWriteRent + AsRawFd>(
+    s: &mut S,
+    buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+    watch: Watch,
+) -> (Result<(), IoFail>, Vec<u8>) {
+    if range.is_empty() {
+        return (Ok(()), buf);
+    }
+    let armed = watch.arm(s.as_raw_fd());
+    let (r, slice) = s.write_all(buf.slice(range)).await;
+    if armed.fired() {
+        return (Err(IoFail::Timeout), slice.into_inner());
+    }
+    (r.map(|_| ()).map_err(IoFail::Io), slice.into_inner())
 }
 
 /// Reads once, appending to `buf`. `Ok(0)` is end of stream.

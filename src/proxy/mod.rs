@@ -15,6 +15,7 @@ mod relay;
 pub mod route;
 mod slot;
 mod tunnel;
+pub mod watchdog;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -22,7 +23,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use std::os::fd::RawFd;
 
 use crate::access_log::WorkerLog as AccessLog;
 use crate::metrics::WorkerStats;
@@ -69,9 +69,6 @@ pub struct ProxyCtx {
     current: RefCell<Rc<Arc<Published>>>,
     pub selector: RefCell<Selector>,
     pub pool: RefCell<IdlePool>,
-    /// Descriptors of client connections idle between requests, so that a graceful stop
-    /// can end their reads (a slab: `idle_enter` returns the slot `idle_leave` frees).
-    idle: RefCell<IdleSet>,
     stopping: Cell<bool>,
     pub stats: Arc<WorkerStats>,
     queues: RefCell<queue::WaitQueues>,
@@ -92,7 +89,6 @@ impl ProxyCtx {
             current: RefCell::new(Rc::new(current)),
             selector: RefCell::new(selector),
             pool: RefCell::new(IdlePool::default()),
-            idle: RefCell::new(IdleSet::default()),
             stopping: Cell::new(false),
             stats,
             queues: RefCell::new(queue::WaitQueues::default()),
@@ -130,15 +126,6 @@ impl ProxyCtx {
         *self.current.borrow_mut() = Rc::new(next);
     }
 
-    /// Marks a connection idle (waiting for its next request); returns its slot.
-    pub fn idle_enter(&self, fd: RawFd) -> usize {
-        self.idle.borrow_mut().insert(fd)
-    }
-
-    pub fn idle_leave(&self, slot: usize) {
-        self.idle.borrow_mut().remove(slot);
-    }
-
     pub fn stopping(&self) -> bool {
         self.stopping.get()
     }
@@ -147,47 +134,8 @@ impl ProxyCtx {
     /// current request.
     pub fn begin_stop(&self) {
         self.stopping.set(true);
-        // Shutting down the read side ends each idle connection's pending read with end
-        // of stream, on io_uring and epoll alike; the connection task then closes it. (A
-        // cancelable read would do too, but costs a hash-set insert and remove per
-        // request.)
-        for &fd in self.idle.borrow().fds.iter().filter(|&&fd| fd >= 0) {
-            // SAFETY: the descriptor belongs to a live connection of this worker (it
-            // leaves the set before it is closed).
-            unsafe {
-                libc::shutdown(fd, libc::SHUT_RD);
-            }
-        }
+        // Idle connections' reads end with end of stream; the tasks then close them.
+        watchdog::with(|w| w.end_idle());
         self.pool.borrow_mut().clear();
-    }
-}
-
-/// A slab of descriptors: O(1) insert and remove, no hashing.
-#[derive(Default)]
-struct IdleSet {
-    /// -1 marks a free slot.
-    fds: Vec<RawFd>,
-    free: Vec<usize>,
-}
-
-impl IdleSet {
-    fn insert(&mut self, fd: RawFd) -> usize {
-        match self.free.pop() {
-            Some(i) => {
-                self.fds[i] = fd;
-                i
-            }
-            None => {
-                self.fds.push(fd);
-                self.fds.len() - 1
-            }
-        }
-    }
-
-    fn remove(&mut self, slot: usize) {
-        if let Some(fd) = self.fds.get_mut(slot) {
-            *fd = -1;
-            self.free.push(slot);
-        }
     }
 }

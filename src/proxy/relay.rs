@@ -5,8 +5,9 @@
 use std::time::Instant;
 
 use super::client::Client;
-use super::io::{read_append, write_from, write_range, IoFail};
+use super::io::{recv, send, IoFail};
 use super::tunnel;
+use super::watchdog::Watch;
 use super::ProxyCtx;
 use crate::config::VirtualServer;
 use crate::http::body::{client_framing, ClientFraming};
@@ -99,10 +100,9 @@ impl Client {
                         return Relayed::broken();
                     }
                     let buf = std::mem::take(&mut conn.buf);
-                    let deadline = self.clock + send_timeout;
-                    let (r, buf) =
-                        write_range(&mut self.stream, buf, body_at..body_at + first, deadline)
-                            .await;
+                    let watch = Watch::both(self.clock + send_timeout);
+                    let range = body_at..body_at + first;
+                    let (r, buf) = send(&mut self.stream, buf, range, watch).await;
                     conn.buf = buf;
                     if r.is_err() {
                         return Relayed::broken();
@@ -113,8 +113,8 @@ impl Client {
                 while remaining > 0 {
                     conn.buf.clear();
                     let buf = std::mem::take(&mut conn.buf);
-                    let (r, buf) =
-                        read_append(&mut conn.stream, buf, self.tick() + read_timeout).await;
+                    let watch = Watch::both(self.tick() + read_timeout);
+                    let (r, buf) = recv(&mut conn.stream, buf, watch).await;
                     conn.buf = buf;
                     match r {
                         Ok(0) | Err(_) => return Relayed::broken(),
@@ -122,9 +122,8 @@ impl Client {
                             let take = (got as u64).min(remaining) as usize;
                             reusable &= got as u64 <= remaining;
                             let buf = std::mem::take(&mut conn.buf);
-                            let deadline = self.clock + send_timeout;
-                            let (r, buf) =
-                                write_range(&mut self.stream, buf, 0..take, deadline).await;
+                            let watch = Watch::both(self.clock + send_timeout);
+                            let (r, buf) = send(&mut self.stream, buf, 0..take, watch).await;
                             conn.buf = buf;
                             if r.is_err() {
                                 return Relayed::broken();
@@ -160,8 +159,8 @@ impl Client {
                     at = 0;
                     self.out.clear();
                     let buf = std::mem::take(&mut conn.buf);
-                    let (r, buf) =
-                        read_append(&mut conn.stream, buf, self.tick() + read_timeout).await;
+                    let watch = Watch::both(self.tick() + read_timeout);
+                    let (r, buf) = recv(&mut conn.stream, buf, watch).await;
                     conn.buf = buf;
                     match r {
                         Ok(0) | Err(_) => return Relayed::broken(),
@@ -191,8 +190,8 @@ impl Client {
                     at = 0;
                     self.out.clear();
                     let buf = std::mem::take(&mut conn.buf);
-                    let (r, buf) =
-                        read_append(&mut conn.stream, buf, self.tick() + read_timeout).await;
+                    let watch = Watch::both(self.tick() + read_timeout);
+                    let (r, buf) = recv(&mut conn.stream, buf, watch).await;
                     conn.buf = buf;
                     match r {
                         Ok(0) => break,
@@ -223,7 +222,9 @@ impl Client {
     /// Writes all of `out` to the client.
     async fn send_out(&mut self, timeout: std::time::Duration) -> Result<(), IoFail> {
         let out = std::mem::take(&mut self.out);
-        let (r, out) = write_from(&mut self.stream, out, 0, self.clock + timeout).await;
+        let len = out.len();
+        let watch = Watch::both(self.clock + timeout);
+        let (r, out) = send(&mut self.stream, out, 0..len, watch).await;
         if r.is_ok() {
             self.log.sent += out.len() as u64;
         }

@@ -15,11 +15,12 @@ use monoio::net::TcpListener;
 
 use super::{listener, wants_uring, IoKind, Process};
 use crate::config::IoMode;
-use crate::proxy::{self, ProxyCtx};
+use crate::proxy::{self, watchdog, ProxyCtx};
 
-/// How often a worker looks at the stop flag, new listen addresses and idle timeouts.
-/// Requests see a new configuration at once (they check the generation themselves); only
-/// listener changes and the stop wait for the tick.
+/// How often a worker looks at the stop flag, new listen addresses, and sweeps its socket
+/// timeouts (which therefore fire up to one tick late). Requests see a new configuration at
+/// once (they check the generation themselves); only listener changes and the stop wait for
+/// the tick.
 const TICK: Duration = Duration::from_millis(20);
 /// How often expired idle upstream connections are closed.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -104,6 +105,8 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
     let mut last_sweep = Instant::now();
     while !process.stopping.load(Ordering::Acquire) {
         monoio::time::sleep(TICK).await;
+        let now = Instant::now();
+        watchdog::with(|w| w.sweep(now));
         let g = process.shared.generation.load(Ordering::Acquire);
         if g != generation {
             generation = g;
@@ -125,6 +128,8 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
     let deadline = Instant::now() + ctx.current().config().runtime.shutdown_timeout;
     while ctx.stats.clients_open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         monoio::time::sleep(TICK).await;
+        let now = Instant::now();
+        watchdog::with(|w| w.sweep(now));
     }
     let left = ctx.stats.clients_open.load(Ordering::Relaxed);
     if left > 0 {

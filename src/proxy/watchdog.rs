@@ -1,0 +1,234 @@
+//! Coarse per-worker timeouts for socket operations.
+//!
+//! A per-operation timer (monoio's `timeout`) costs a clock reading, a timer-wheel insert
+//! and removal and an extra future layer on every read and write: about a tenth of a
+//! proxied request's instructions. Socket timeouts here are seconds long, so instead each
+//! pending operation registers its descriptor and deadline in a slab (an index write), and
+//! the worker's housekeeping tick sweeps the slab: an operation past its deadline gets its
+//! socket shut down, which completes it at once on io_uring and epoll alike, and the
+//! operation reports a timeout. The price is precision: a timeout fires up to one tick late.
+//!
+//! The same slab knows which connections are idle between requests, so a graceful stop can
+//! end exactly those reads.
+
+use std::cell::RefCell;
+use std::os::fd::RawFd;
+use std::time::Instant;
+
+/// How to end a timed-out operation: a client read only loses its read side, so a 408 can
+/// still be written; everything else loses the whole connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shut {
+    Read,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// -1 marks a free slot.
+    fd: RawFd,
+    deadline: Instant,
+    shut: Shut,
+    /// A client connection waiting for its next request.
+    idle: bool,
+    fired: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Watchdog {
+    inner: RefCell<Slab>,
+}
+
+thread_local! {
+    /// The worker thread's watchdog: every connection task of a worker runs on its thread,
+    /// so the I/O helpers reach it without a context parameter.
+    static WATCHDOG: Watchdog = const {
+        Watchdog {
+            inner: RefCell::new(Slab {
+                entries: Vec::new(),
+                free: Vec::new(),
+            }),
+        }
+    };
+}
+
+/// Runs `f` with this thread's watchdog.
+pub fn with<R>(f: impl FnOnce(&'static Watchdog) -> R) -> R {
+    WATCHDOG.with(|w| {
+        // SAFETY: the thread-local lives as long as the thread, and every borrow handed
+        // out is used by tasks of this thread's runtime, which ends before the thread.
+        let w: &'static Watchdog = unsafe { &*(w as *const Watchdog) };
+        f(w)
+    })
+}
+
+#[derive(Debug, Default)]
+struct Slab {
+    entries: Vec<Entry>,
+    free: Vec<usize>,
+}
+
+/// What one operation is watched for (by the current thread's watchdog).
+#[derive(Debug, Clone, Copy)]
+pub struct Watch {
+    pub deadline: Instant,
+    pub shut: Shut,
+    pub idle: bool,
+}
+
+impl Watch {
+    /// An operation on a backend connection, or a write to a client.
+    pub fn both(deadline: Instant) -> Self {
+        Watch {
+            deadline,
+            shut: Shut::Both,
+            idle: false,
+        }
+    }
+
+    /// A read from a client.
+    pub fn read(deadline: Instant) -> Self {
+        Watch {
+            deadline,
+            shut: Shut::Read,
+            idle: false,
+        }
+    }
+
+    /// A client connection's wait for its next request.
+    pub fn idle(deadline: Instant) -> Self {
+        Watch {
+            idle: true,
+            ..Self::read(deadline)
+        }
+    }
+
+    /// Starts watching `fd`; the operation is watched until the guard is dropped.
+    pub fn arm(self, fd: RawFd) -> Armed<'static> {
+        with(|dog| self.arm_on(dog, fd))
+    }
+
+    fn arm_on(self, dog: &Watchdog, fd: RawFd) -> Armed<'_> {
+        let entry = Entry {
+            fd,
+            deadline: self.deadline,
+            shut: self.shut,
+            idle: self.idle,
+            fired: false,
+        };
+        let mut slab = dog.inner.borrow_mut();
+        let slot = match slab.free.pop() {
+            Some(i) => {
+                slab.entries[i] = entry;
+                i
+            }
+            None => {
+                slab.entries.push(entry);
+                slab.entries.len() - 1
+            }
+        };
+        Armed { dog, slot }
+    }
+}
+
+/// A watched operation. Dropping it stops the watch, which must happen before the
+/// descriptor can be closed (it is: the guard lives inside the operation's future, the
+/// socket outside it).
+pub struct Armed<'w> {
+    dog: &'w Watchdog,
+    slot: usize,
+}
+
+impl Armed<'_> {
+    /// Stops watching; whether the deadline had passed (the socket is then shut down).
+    pub fn fired(self) -> bool {
+        let fired = self.release();
+        std::mem::forget(self);
+        fired
+    }
+
+    fn release(&self) -> bool {
+        let mut slab = self.dog.inner.borrow_mut();
+        let e = &mut slab.entries[self.slot];
+        e.fd = -1;
+        let fired = e.fired;
+        slab.free.push(self.slot);
+        fired
+    }
+}
+
+impl Drop for Armed<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl Watchdog {
+    /// Shuts down the sockets of operations past their deadline.
+    pub fn sweep(&self, now: Instant) {
+        let mut slab = self.inner.borrow_mut();
+        for e in slab.entries.iter_mut() {
+            if e.fd >= 0 && !e.fired && e.deadline <= now {
+                e.fired = true;
+                shutdown(e.fd, e.shut);
+            }
+        }
+    }
+
+    /// Ends the wait of every idle client connection (graceful stop): their reads see end
+    /// of stream and the connections close.
+    pub fn end_idle(&self) {
+        let slab = self.inner.borrow();
+        for e in slab.entries.iter().filter(|e| e.fd >= 0 && e.idle) {
+            shutdown(e.fd, Shut::Read);
+        }
+    }
+
+    /// Operations watched now.
+    pub fn watched(&self) -> usize {
+        let slab = self.inner.borrow();
+        slab.entries.len() - slab.free.len()
+    }
+}
+
+fn shutdown(fd: RawFd, how: Shut) {
+    let how = match how {
+        Shut::Read => libc::SHUT_RD,
+        Shut::Both => libc::SHUT_RDWR,
+    };
+    // SAFETY: the descriptor is open: entries are removed before their socket closes.
+    unsafe {
+        libc::shutdown(fd, how);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    #[test]
+    fn sweep_shuts_down_only_overdue_operations() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let b = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let dog = Watchdog::default();
+        let now = Instant::now();
+        let late = Watch::read(now).arm_on(&dog, a.as_raw_fd());
+        let fine = Watch::read(now + Duration::from_secs(60)).arm_on(&dog, b.as_raw_fd());
+        assert_eq!(dog.watched(), 2);
+        dog.sweep(now + Duration::from_millis(1));
+        let mut buf = [0u8; 1];
+        // The overdue socket's read side is shut: reads see end of stream at once.
+        assert_eq!((&a).read(&mut buf).unwrap(), 0);
+        assert!(late.fired());
+        assert!(!fine.fired());
+        assert_eq!(dog.watched(), 0);
+        // Freed slots are reused.
+        let again = Watch::both(now).arm_on(&dog, b.as_raw_fd());
+        assert_eq!(dog.inner.borrow().entries.len(), 2);
+        drop(again);
+    }
+}
