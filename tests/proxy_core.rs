@@ -301,3 +301,49 @@ fn check_reports_file_line_col_and_exits_1() {
         String::from_utf8_lossy(&good.stderr)
     );
 }
+
+#[test]
+fn every_server_down_gives_503_and_an_unreachable_one_502() {
+    let b: Vec<Backend> = (0..2).map(|i| Backend::start(&format!("b{i}"))).collect();
+    for x in &b {
+        x.set_behavior(Behavior::SickHealth);
+    }
+    let port = free_port();
+    let servers: Vec<String> = b.iter().map(|x| server(x.addr, "")).collect();
+    let cfg = simple_config(port, &servers, "")
+        + "[upstream.app.health_check]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"200ms\"\nfails = 1\npasses = 1\n";
+    let p = Proxy::start(&cfg, SocketAddr::from(([127, 0, 0, 1], port)));
+    let start = std::time::Instant::now();
+    while p.log().matches("down: 1 failed checks").count() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(5), "{}", p.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(get(p.addr, "/").unwrap().status, 503);
+    for x in &b {
+        x.set_behavior(Behavior::Normal);
+    }
+    assert!(p.wait_log("up: 1 passed checks", Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get(p.addr, "/").unwrap().status, 200);
+}
+
+#[test]
+fn stalled_small_request_body_gets_408() {
+    let b = Backend::start("b0");
+    let port = free_port();
+    let cfg = simple_config(port, &[server(b.addr, "")], "").replace(
+        "keepalive_timeout = \"30s\"",
+        "keepalive_timeout = \"30s\"\nclient_body_timeout = \"300ms\"",
+    );
+    let p = Proxy::start(&cfg, SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut c = Conn::open(p.addr).unwrap();
+    c.send(b"POST /sum HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
+        .unwrap();
+    let r = c.read_response(false).unwrap();
+    assert_eq!(r.status, 408);
+    assert_eq!(
+        b.requests(),
+        0,
+        "a half-sent body never reaches the backend"
+    );
+}

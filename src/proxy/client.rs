@@ -322,8 +322,13 @@ impl Client {
                     {
                         return true;
                     }
-                    if !self.read_to(need, vs.client_body_timeout).await {
-                        return true;
+                    match self.read_to(need, vs.client_body_timeout).await {
+                        Ok(()) => {}
+                        Err(IoFail::Timeout) => {
+                            self.respond_own(ctx, 408, true, vs).await;
+                            return true;
+                        }
+                        Err(IoFail::Io(_)) => return true,
                     }
                 }
                 self.out.extend_from_slice(&self.buf[head_len..need]);
@@ -386,19 +391,19 @@ impl Client {
     }
 
     /// Reads until `buf` holds `len` bytes.
-    async fn read_to(&mut self, len: usize, timeout: Duration) -> bool {
+    async fn read_to(&mut self, len: usize, timeout: Duration) -> Result<(), IoFail> {
         while self.buf.len() < len {
             self.clock = Instant::now();
             let watch = Watch::read(self.clock + timeout);
             let buf = std::mem::take(&mut self.buf);
             let (res, buf) = recv(&mut self.stream, buf, watch).await;
             self.buf = buf;
-            match res {
-                Ok(0) | Err(_) => return false,
-                Ok(_) => {}
+            match res? {
+                0 => return Err(IoFail::Io(std::io::ErrorKind::UnexpectedEof.into())),
+                _ => {}
             }
         }
-        true
+        Ok(())
     }
 
     /// Answers `Expect: 100-continue` before the body is read (nginx does the same; the

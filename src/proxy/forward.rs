@@ -149,10 +149,13 @@ impl Client {
                         let status = match (&last, e) {
                             (Some(f), _) => f.status(),
                             (None, PickError::AllFull) => Some(503),
+                            // SPEC: every server down (before any was tried) is a 503; nginx
+                            // answers 502 "no live upstreams". A server that was tried and
+                            // could not be reached gives the 502 above.
                             (None, PickError::NoLive) => {
                                 // Logged once per transition by the control thread.
                                 tracing::debug!(upstream = %cfg.name, "no live upstreams");
-                                Some(502)
+                                Some(503)
                             }
                         };
                         return Outcome::Failed { status };
