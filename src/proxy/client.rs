@@ -398,9 +398,8 @@ impl Client {
             let buf = std::mem::take(&mut self.buf);
             let (res, buf) = recv(&mut self.stream, buf, watch).await;
             self.buf = buf;
-            match res? {
-                0 => return Err(IoFail::Io(std::io::ErrorKind::UnexpectedEof.into())),
-                _ => {}
+            if res? == 0 {
+                return Err(IoFail::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
         }
         Ok(())
