@@ -1,6 +1,6 @@
 //! Response heads from backends: parsed into offsets; framing decided per RFC 9112 6.3.
 
-use super::{has_token, span_of, trim, HeaderSpan, MAX_HEADERS};
+use super::{has_token, is_hop_by_hop, span_of, trim, HeaderSpan, MAX_HEADERS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseBody {
@@ -22,6 +22,10 @@ pub struct ResponseHead {
     /// Whether the backend lets the connection be reused after this response.
     pub keep_alive: bool,
     pub connection: Option<(u32, u32)>,
+    /// The head can go to an HTTP/1.1 client byte for byte: HTTP/1.1, no hop-by-hop
+    /// header, and Content-Length (if any) once and in canonical form. Most responses
+    /// qualify, and are then relayed without being rewritten.
+    pub verbatim: bool,
 }
 
 impl Default for ResponseHead {
@@ -36,6 +40,7 @@ impl Default for ResponseHead {
             body: ResponseBody::None,
             keep_alive: true,
             connection: None,
+            verbatim: false,
         }
     }
 }
@@ -75,6 +80,7 @@ pub fn parse(
     let mut other_coding = false;
     let mut close = false;
     let mut keep_alive_token = false;
+    let mut verbatim = head.minor == 1;
     for h in res.headers.iter() {
         let name = h.name.as_bytes();
         let value = h.value;
@@ -82,13 +88,18 @@ pub fn parse(
             name: span_of(buf, name),
             value: span_of(buf, value),
         });
+        if !is_hop_by_hop(name) {
+            continue;
+        }
         if name.eq_ignore_ascii_case(b"content-length") {
+            verbatim &= content_length.is_none() && is_canonical_number(value);
             let n = parse_length(value).ok_or(InvalidResponse("invalid Content-Length"))?;
             if content_length.is_some_and(|c| c != n) {
                 return Err(InvalidResponse("conflicting Content-Length"));
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            verbatim = false;
             let last = value.rsplit(|&b| b == b',').next().map(trim).unwrap_or(b"");
             if last.eq_ignore_ascii_case(b"chunked") {
                 chunked = true;
@@ -99,6 +110,9 @@ pub fn parse(
             close |= has_token(value, b"close");
             keep_alive_token |= has_token(value, b"keep-alive");
             head.connection = Some(span_of(buf, value));
+            verbatim = false;
+        } else {
+            verbatim = false;
         }
     }
     head.keep_alive = if head.minor == 1 {
@@ -126,7 +140,15 @@ pub fn parse(
     if head.body == ResponseBody::Close {
         head.keep_alive = false;
     }
+    head.verbatim = verbatim
+        && !(100..200).contains(&status)
+        && matches!(head.body, ResponseBody::None | ResponseBody::Length(_));
     Ok(true)
+}
+
+/// `0` or digits without a leading zero: what ringlb itself would write.
+pub(crate) fn is_canonical_number(v: &[u8]) -> bool {
+    matches!(v, [b'0'] | [b'1'..=b'9', ..]) && v.len() <= 18 && v.iter().all(u8::is_ascii_digit)
 }
 
 fn parse_length(v: &[u8]) -> Option<u64> {
@@ -171,6 +193,30 @@ mod tests {
         )
         .is_err());
         assert!(p("HTTP/1.1 2000 OK\r\n\r\n", false).is_err());
+        // Verbatim only when nothing needs rewriting.
+        assert!(
+            p(
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\n\r\n",
+                false
+            )
+            .unwrap()
+            .verbatim
+        );
+        assert!(
+            p("HTTP/1.1 204 No Content\r\n\r\n", false)
+                .unwrap()
+                .verbatim
+        );
+        for not in [
+            "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 05\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nContent-Length: 5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+        ] {
+            assert!(!p(not, false).unwrap().verbatim, "{not}");
+        }
         assert!(p("garbage\r\n\r\n", false).is_err());
     }
 }

@@ -149,13 +149,16 @@ impl Client {
                         let status = match (&last, e) {
                             (Some(f), _) => f.status(),
                             (None, PickError::AllFull) => Some(503),
-                            // SPEC: every server down (before any was tried) is a 503; nginx
-                            // answers 502 "no live upstreams". A server that was tried and
-                            // could not be reached gives the 502 above.
+                            // SPEC: "503 every server is down" (health checks or `down`), "502
+                            // no server could be reached": servers out for their recent
+                            // failures (nginx's "no live upstreams", also a 502 there) were
+                            // unreachable moments ago.
                             (None, PickError::NoLive) => {
                                 // Logged once per transition by the control thread.
                                 tracing::debug!(upstream = %cfg.name, "no live upstreams");
-                                Some(503)
+                                let all_down =
+                                    up.peers.iter().all(|p| p.cfg.down || !p.state.is_healthy());
+                                Some(if all_down { 503 } else { 502 })
                             }
                         };
                         return Outcome::Failed { status };

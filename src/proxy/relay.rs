@@ -59,6 +59,13 @@ impl Client {
         // the client does not send its next request into a closing socket.
         let close =
             close || framing == ClientFraming::Close || self.res.status == 101 || ctx.stopping();
+        let body_at = self.res.head_len;
+        self.log.status = self.res.status;
+        if self.res.verbatim && !close && self.head.minor == 1 {
+            if let Some(relayed) = self.relay_verbatim(conn, send_timeout).await {
+                return relayed;
+            }
+        }
         self.out.clear();
         rewrite::response_head(
             &mut self.out,
@@ -69,9 +76,7 @@ impl Client {
             self.head.minor,
             false,
         );
-        self.log.status = self.res.status;
         self.log.head_bytes = self.out.len() as u64;
-        let body_at = self.res.head_len;
         let mut reusable = self.res.keep_alive;
         let done_ok = Relayed {
             client: Ok(close),
@@ -211,6 +216,39 @@ impl Client {
             upstream_reusable: reusable,
             ..done_ok
         }
+    }
+
+    /// The fast path for a response that needs no rewriting and arrived whole (head and
+    /// body in the buffer, nothing after them): one write straight from the upstream
+    /// connection's buffer, no copy. `None` when it does not apply.
+    async fn relay_verbatim(
+        &mut self,
+        conn: &mut UpConn,
+        send_timeout: std::time::Duration,
+    ) -> Option<Relayed> {
+        let body_at = self.res.head_len;
+        let body = match self.res.body {
+            ResponseBody::None => 0,
+            ResponseBody::Length(n) => n,
+            _ => return None,
+        };
+        if (conn.buf.len() - body_at) as u64 != body {
+            return None;
+        }
+        let buf = std::mem::take(&mut conn.buf);
+        let len = buf.len();
+        let watch = Watch::both(self.clock + send_timeout);
+        let (r, buf) = send(&mut self.stream, buf, 0..len, watch).await;
+        conn.buf = buf;
+        if r.is_err() {
+            return Some(Relayed::broken());
+        }
+        self.log.head_bytes = body_at as u64;
+        self.log.sent += len as u64;
+        Some(Relayed {
+            client: Ok(false),
+            upstream_reusable: self.res.keep_alive,
+        })
     }
 
     /// Renews the clock reading (once per body chunk: cheap next to the chunk's I/O).
