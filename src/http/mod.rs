@@ -48,19 +48,19 @@ pub(crate) fn range_of(buf: &[u8], part: &[u8]) -> Range<usize> {
 /// Hop-by-hop headers (RFC 9110 7.6.1 plus the legacy ones) that a proxy never forwards;
 /// Transfer-Encoding and Content-Length are also dropped because ringlb re-frames every
 /// body itself.
+#[inline]
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
     // Dispatch on the length first: most headers are ruled out without comparing bytes.
-    let candidates: &[&[u8]] = match name.len() {
-        2 => &[b"te"],
-        7 => &[b"trailer", b"upgrade"],
-        10 => &[b"connection", b"keep-alive"],
-        14 => &[b"content-length"],
-        16 => &[b"proxy-connection"],
-        17 => &[b"transfer-encoding"],
-        18 => &[b"proxy-authenticate"],
-        _ => return false,
-    };
-    candidates.iter().any(|h| h.eq_ignore_ascii_case(name))
+    match name.len() {
+        2 => name.eq_ignore_ascii_case(b"te"),
+        7 => name.eq_ignore_ascii_case(b"trailer") || name.eq_ignore_ascii_case(b"upgrade"),
+        10 => name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive"),
+        14 => name.eq_ignore_ascii_case(b"content-length"),
+        16 => name.eq_ignore_ascii_case(b"proxy-connection"),
+        17 => name.eq_ignore_ascii_case(b"transfer-encoding"),
+        18 => name.eq_ignore_ascii_case(b"proxy-authenticate"),
+        _ => false,
+    }
 }
 
 /// Whether the comma-separated `list` has `token` (case-insensitive, as Connection and

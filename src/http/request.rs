@@ -1,7 +1,7 @@
 //! Request heads: parsed with httparse into offsets, checked against RFC 9112's framing
 //! rules so that nothing ambiguous is ever forwarded (request smuggling).
 
-use super::{has_token, range_of, span_of, trim, HeaderSpan, MAX_HEADERS};
+use super::{has_token, is_hop_by_hop, range_of, span_of, trim, HeaderSpan, MAX_HEADERS};
 
 /// Longest request target: nginx answers 414 when the request line outgrows its 8 KiB
 /// large header buffer.
@@ -73,6 +73,10 @@ pub struct RequestHead {
     pub upgrade: bool,
     /// The Connection header's value, whose tokens name more hop-by-hop headers.
     pub connection: Option<(u32, u32)>,
+    /// The head can be forwarded byte for byte (plus `proxy_set_header` lines): HTTP/1.1,
+    /// origin-form, CRLF line ends, no hop-by-hop header, no Expect, Content-Length (if
+    /// any) in canonical form. Anything else is rewritten header by header.
+    pub verbatim: bool,
 }
 
 impl Default for RequestHead {
@@ -91,6 +95,7 @@ impl Default for RequestHead {
             expect_continue: false,
             upgrade: false,
             connection: None,
+            verbatim: false,
         }
     }
 }
@@ -276,7 +281,38 @@ pub fn parse(buf: &[u8], head: &mut RequestHead) -> Result<bool, RequestError> {
     } else {
         keep_alive_token && !close
     };
+    head.verbatim = head.minor == 1 && verbatim_framing(buf, head);
     Ok(true)
+}
+
+/// Whether `head` (parsed from `buf`) may be forwarded as written: see
+/// [`RequestHead::verbatim`].
+fn verbatim_framing(buf: &[u8], head: &RequestHead) -> bool {
+    // Origin-form as written: the forwarded target starts right after "METHOD " (an
+    // absolute-form target is forwarded reduced to its path, so never verbatim).
+    let origin_form = head.target.0 == head.method_span.1 + 1
+        && buf.get(head.target.0 as usize) == Some(&b'/');
+    if !origin_form || head.expect_continue || head.head_len < 4 {
+        return false;
+    }
+    if &buf[head.head_len - 4..head.head_len] != b"\r\n\r\n" {
+        return false;
+    }
+    // Every line must end in CRLF (httparse also accepts a bare LF, which a backend might
+    // read differently): each header line ends right before the next name starts.
+    let mut line_ends = head.headers.iter().map(|h| h.name.0 as usize);
+    if !line_ends.all(|start| start >= 2 && &buf[start - 2..start] == b"\r\n") {
+        return false;
+    }
+    head.headers.iter().all(|h| {
+        let name = h.name(buf);
+        !is_hop_by_hop(name)
+            || (name.eq_ignore_ascii_case(b"content-length")
+                && crate::http::response::is_canonical_number(h.value(buf)))
+    }) && !head
+        .headers
+        .iter()
+        .any(|h| h.name(buf).eq_ignore_ascii_case(b"expect"))
 }
 
 /// Reduces the target to what is forwarded. Origin-form and `*` pass as they are;

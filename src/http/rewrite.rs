@@ -16,6 +16,19 @@ use crate::config::HeaderRule;
 pub fn request_head(out: &mut Vec<u8>, vars: &Vars<'_>, rules: &[HeaderRule], default_host: &str) {
     let buf = vars.buf;
     let head = vars.head;
+    if head.verbatim
+        && !rules.iter().any(|r| {
+            head.headers
+                .iter()
+                .any(|h| h.name(buf).eq_ignore_ascii_case(r.name_lower.as_bytes()))
+        })
+    {
+        // Nothing to remove or replace: the head as the client wrote it, then the rules.
+        out.extend_from_slice(&buf[..head.head_len - 2]);
+        append_rules(out, vars, rules);
+        out.extend_from_slice(b"\r\n");
+        return;
+    }
     out.extend_from_slice(&buf[head.method_span.0 as usize..head.method_span.1 as usize]);
     out.push(b' ');
     push_target(&buf[head.target.0 as usize..head.target.1 as usize], out);
@@ -46,25 +59,7 @@ pub fn request_head(out: &mut Vec<u8>, vars: &Vars<'_>, rules: &[HeaderRule], de
         out.extend_from_slice(b"\r\n");
     }
 
-    let mut host_set = false;
-    for rule in rules {
-        let Some(t) = &rule.value else {
-            host_set |= rule.name_lower == "host";
-            continue;
-        };
-        let mark = out.len();
-        out.extend_from_slice(rule.name.as_bytes());
-        out.extend_from_slice(b": ");
-        let value_at = out.len();
-        vars.eval(t, out);
-        if out.len() == value_at {
-            // nginx: a header whose value evaluates to "" is not sent.
-            out.truncate(mark);
-        } else {
-            out.extend_from_slice(b"\r\n");
-            host_set |= rule.name_lower == "host";
-        }
-    }
+    let host_set = append_rules(out, vars, rules);
     if !host_set {
         out.extend_from_slice(b"Host: ");
         match head.host {
@@ -91,6 +86,30 @@ pub fn request_head(out: &mut Vec<u8>, vars: &Vars<'_>, rules: &[HeaderRule], de
         }
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the `proxy_set_header` lines; whether one of them set (or removed) Host.
+fn append_rules(out: &mut Vec<u8>, vars: &Vars<'_>, rules: &[HeaderRule]) -> bool {
+    let mut host_set = false;
+    for rule in rules {
+        let Some(t) = &rule.value else {
+            host_set |= rule.name_lower == "host";
+            continue;
+        };
+        let mark = out.len();
+        out.extend_from_slice(rule.name.as_bytes());
+        out.extend_from_slice(b": ");
+        let value_at = out.len();
+        vars.eval(t, out);
+        if out.len() == value_at {
+            // nginx: a header whose value evaluates to "" is not sent.
+            out.truncate(mark);
+        } else {
+            out.extend_from_slice(b"\r\n");
+            host_set |= rule.name_lower == "host";
+        }
+    }
+    host_set
 }
 
 /// Appends the response head for the client to `out`. `close`: ringlb will close the
@@ -264,6 +283,44 @@ mod tests {
         assert!(s.contains("Host: Example.com:8080\r\n"));
         assert!(s.contains("Content-Length: 3\r\n"));
         assert!(s.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn clean_requests_pass_as_written_plus_rules() {
+        let raw = b"GET /a?b HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nContent-Length: 0\r\n\r\n";
+        let mut head = RequestHead::default();
+        assert!(request::parse(raw, &mut head).unwrap());
+        assert!(head.verbatim);
+        let vars = Vars {
+            buf: raw,
+            head: &head,
+            remote: "10.0.0.7:5555".parse().unwrap(),
+        };
+        let rules = vec![rule(
+            "X-Real-IP",
+            Some(Template {
+                parts: vec![TemplatePart::Var(Var::RemoteAddr)],
+            }),
+        )];
+        let mut out = Vec::new();
+        request_head(&mut out, &vars, &rules, "up");
+        assert_eq!(
+            out,
+            b"GET /a?b HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nContent-Length: 0\r\nX-Real-IP: 10.0.0.7\r\n\r\n"
+        );
+        for not in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"[..],
+            b"GET / HTTP/1.1\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\nA: b\r\n\r\n",
+            b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 05\r\n\r\nhello",
+            b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+            b"GET / HTTP/1.0\r\nHost: x\r\n\r\n",
+        ] {
+            let mut h = RequestHead::default();
+            assert!(request::parse(not, &mut h).unwrap());
+            assert!(!h.verbatim, "{}", String::from_utf8_lossy(not));
+        }
     }
 
     #[test]
