@@ -25,8 +25,8 @@ pub enum Shut {
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    /// -1 marks a free slot.
-    fd: RawFd,
+    /// An operation on this descriptor is pending.
+    armed: bool,
     deadline: Instant,
     shut: Shut,
     /// A client connection waiting for its next request.
@@ -34,9 +34,11 @@ struct Entry {
     fired: bool,
 }
 
+/// Pending operations, indexed by descriptor: descriptors are small dense integers, so
+/// arming and disarming are an index write, with no free list or hashing.
 #[derive(Debug, Default)]
 pub struct Watchdog {
-    inner: RefCell<Slab>,
+    by_fd: RefCell<Vec<Entry>>,
 }
 
 thread_local! {
@@ -44,10 +46,7 @@ thread_local! {
     /// so the I/O helpers reach it without a context parameter.
     static WATCHDOG: Watchdog = const {
         Watchdog {
-            inner: RefCell::new(Slab {
-                entries: Vec::new(),
-                free: Vec::new(),
-            }),
+            by_fd: RefCell::new(Vec::new()),
         }
     };
 }
@@ -60,12 +59,6 @@ pub fn with<R>(f: impl FnOnce(&'static Watchdog) -> R) -> R {
         let w: &'static Watchdog = unsafe { &*(w as *const Watchdog) };
         f(w)
     })
-}
-
-#[derive(Debug, Default)]
-struct Slab {
-    entries: Vec<Entry>,
-    free: Vec<usize>,
 }
 
 /// What one operation is watched for (by the current thread's watchdog).
@@ -103,31 +96,33 @@ impl Watch {
         }
     }
 
-    /// Starts watching `fd`; the operation is watched until the guard is dropped.
+    /// Starts watching `fd`; the operation is watched until the guard is dropped. One
+    /// operation per descriptor at a time (a connection task never has two pending).
     pub fn arm(self, fd: RawFd) -> Armed<'static> {
         with(|dog| self.arm_on(dog, fd))
     }
 
     fn arm_on(self, dog: &Watchdog, fd: RawFd) -> Armed<'_> {
-        let entry = Entry {
-            fd,
+        let i = fd as usize;
+        let mut by_fd = dog.by_fd.borrow_mut();
+        if by_fd.len() <= i {
+            let idle = Entry {
+                armed: false,
+                deadline: self.deadline,
+                shut: Shut::Both,
+                idle: false,
+                fired: false,
+            };
+            by_fd.resize((i + 1).max(64).next_power_of_two(), idle);
+        }
+        by_fd[i] = Entry {
+            armed: true,
             deadline: self.deadline,
             shut: self.shut,
             idle: self.idle,
             fired: false,
         };
-        let mut slab = dog.inner.borrow_mut();
-        let slot = match slab.free.pop() {
-            Some(i) => {
-                slab.entries[i] = entry;
-                i
-            }
-            None => {
-                slab.entries.push(entry);
-                slab.entries.len() - 1
-            }
-        };
-        Armed { dog, slot }
+        Armed { dog, fd: i }
     }
 }
 
@@ -136,7 +131,7 @@ impl Watch {
 /// socket outside it).
 pub struct Armed<'w> {
     dog: &'w Watchdog,
-    slot: usize,
+    fd: usize,
 }
 
 impl Armed<'_> {
@@ -148,12 +143,10 @@ impl Armed<'_> {
     }
 
     fn release(&self) -> bool {
-        let mut slab = self.dog.inner.borrow_mut();
-        let e = &mut slab.entries[self.slot];
-        e.fd = -1;
-        let fired = e.fired;
-        slab.free.push(self.slot);
-        fired
+        let mut by_fd = self.dog.by_fd.borrow_mut();
+        let e = &mut by_fd[self.fd];
+        e.armed = false;
+        e.fired
     }
 }
 
@@ -166,11 +159,11 @@ impl Drop for Armed<'_> {
 impl Watchdog {
     /// Shuts down the sockets of operations past their deadline.
     pub fn sweep(&self, now: Instant) {
-        let mut slab = self.inner.borrow_mut();
-        for e in slab.entries.iter_mut() {
-            if e.fd >= 0 && !e.fired && e.deadline <= now {
+        let mut by_fd = self.by_fd.borrow_mut();
+        for (fd, e) in by_fd.iter_mut().enumerate() {
+            if e.armed && !e.fired && e.deadline <= now {
                 e.fired = true;
-                shutdown(e.fd, e.shut);
+                shutdown(fd as RawFd, e.shut);
             }
         }
     }
@@ -178,16 +171,15 @@ impl Watchdog {
     /// Ends the wait of every idle client connection (graceful stop): their reads see end
     /// of stream and the connections close.
     pub fn end_idle(&self) {
-        let slab = self.inner.borrow();
-        for e in slab.entries.iter().filter(|e| e.fd >= 0 && e.idle) {
-            shutdown(e.fd, Shut::Read);
+        let by_fd = self.by_fd.borrow();
+        for (fd, _) in by_fd.iter().enumerate().filter(|(_, e)| e.armed && e.idle) {
+            shutdown(fd as RawFd, Shut::Read);
         }
     }
 
     /// Operations watched now.
     pub fn watched(&self) -> usize {
-        let slab = self.inner.borrow();
-        slab.entries.len() - slab.free.len()
+        self.by_fd.borrow().iter().filter(|e| e.armed).count()
     }
 }
 
@@ -226,9 +218,8 @@ mod tests {
         assert!(late.fired());
         assert!(!fine.fired());
         assert_eq!(dog.watched(), 0);
-        // Freed slots are reused.
-        let again = Watch::both(now).arm_on(&dog, b.as_raw_fd());
-        assert_eq!(dog.inner.borrow().entries.len(), 2);
-        drop(again);
+        // A new operation on a descriptor starts unfired.
+        let again = Watch::both(now + Duration::from_secs(60)).arm_on(&dog, a.as_raw_fd());
+        assert!(!again.fired());
     }
 }
