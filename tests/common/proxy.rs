@@ -37,7 +37,15 @@ impl Proxy {
     pub fn start_env(config: &str, addr: SocketAddr, env: &[(&str, &str)]) -> Proxy {
         let dir = temp_dir();
         let config_path = dir.join("ringlb.toml");
-        std::fs::write(&config_path, config).unwrap();
+        // RINGLB_TEST_IO=epoll runs a test file on the epoll driver (io_uring is the
+        // default wherever the kernel allows it).
+        let config = match std::env::var("RINGLB_TEST_IO") {
+            Ok(io) if config.contains("[runtime]") => {
+                config.replacen("[runtime]", &format!("[runtime]\nio = \"{io}\""), 1)
+            }
+            _ => config.to_string(),
+        };
+        std::fs::write(&config_path, &config).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringlb"));
         cmd.arg("-c")
             .arg(&config_path)
