@@ -1,6 +1,7 @@
 //! Request heads: parsed with httparse into offsets, checked against RFC 9112's framing
 //! rules so that nothing ambiguous is ever forwarded (request smuggling).
 
+use super::response;
 use super::{has_token, is_hop_by_hop, range_of, span_of, trim, HeaderSpan, MAX_HEADERS};
 
 /// Longest request target: nginx answers 414 when the request line outgrows its 8 KiB
@@ -187,13 +188,23 @@ pub fn parse(buf: &[u8], head: &mut RequestHead) -> Result<bool, RequestError> {
     let mut upgrade_header = false;
     let mut close = false;
     let mut keep_alive_token = false;
+    // See `RequestHead::verbatim`; the header checks ride along this loop.
+    let mut verbatim = head.minor == 1;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = h.value;
+        let name_span = span_of(buf, name);
         head.headers.push(HeaderSpan {
-            name: span_of(buf, name),
+            name: name_span,
             value: span_of(buf, value),
         });
+        // Each line must end in CRLF (httparse also takes a bare LF, which a backend
+        // might read differently): a header line ends right before the next name.
+        let start = name_span.0 as usize;
+        verbatim &= start >= 2 && &buf[start - 2..start] == b"\r\n";
+        if is_hop_by_hop(name) {
+            verbatim &= name.len() == 14 && response::is_canonical_number(value);
+        }
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => {
                 host_headers += 1;
@@ -281,38 +292,16 @@ pub fn parse(buf: &[u8], head: &mut RequestHead) -> Result<bool, RequestError> {
     } else {
         keep_alive_token && !close
     };
-    head.verbatim = head.minor == 1 && verbatim_framing(buf, head);
-    Ok(true)
-}
-
-/// Whether `head` (parsed from `buf`) may be forwarded as written: see
-/// [`RequestHead::verbatim`].
-fn verbatim_framing(buf: &[u8], head: &RequestHead) -> bool {
     // Origin-form as written: the forwarded target starts right after "METHOD " (an
     // absolute-form target is forwarded reduced to its path, so never verbatim).
-    let origin_form = head.target.0 == head.method_span.1 + 1
-        && buf.get(head.target.0 as usize) == Some(&b'/');
-    if !origin_form || head.expect_continue || head.head_len < 4 {
-        return false;
-    }
-    if &buf[head.head_len - 4..head.head_len] != b"\r\n\r\n" {
-        return false;
-    }
-    // Every line must end in CRLF (httparse also accepts a bare LF, which a backend might
-    // read differently): each header line ends right before the next name starts.
-    let mut line_ends = head.headers.iter().map(|h| h.name.0 as usize);
-    if !line_ends.all(|start| start >= 2 && &buf[start - 2..start] == b"\r\n") {
-        return false;
-    }
-    head.headers.iter().all(|h| {
-        let name = h.name(buf);
-        !is_hop_by_hop(name)
-            || (name.eq_ignore_ascii_case(b"content-length")
-                && crate::http::response::is_canonical_number(h.value(buf)))
-    }) && !head
-        .headers
-        .iter()
-        .any(|h| h.name(buf).eq_ignore_ascii_case(b"expect"))
+    let origin_form =
+        head.target.0 == head.method_span.1 + 1 && buf.get(head.target.0 as usize) == Some(&b'/');
+    head.verbatim = verbatim
+        && origin_form
+        && !head.expect_continue
+        && head.head_len >= 4
+        && &buf[head.head_len - 4..head.head_len] == b"\r\n\r\n";
+    Ok(true)
 }
 
 /// Reduces the target to what is forwarded. Origin-form and `*` pass as they are;

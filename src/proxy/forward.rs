@@ -20,7 +20,7 @@ use crate::http::response;
 use crate::metrics;
 use crate::pool::UpConn;
 use crate::upstream::balance::release;
-use crate::upstream::{ms_at, PickError, PickInput, Upstream};
+use crate::upstream::{coarse_now_ms, PickError, PickInput, Upstream};
 
 /// Largest response head accepted from a backend (nginx's proxy_buffer_size is 4-8 KiB; we
 /// are more generous, and anything past this is an invalid response).
@@ -173,7 +173,7 @@ impl Client {
             let sent_at = self.clock;
             let attempt = self.attempt(ctx, up, i, vs, plan, &mut progress).await;
             self.clock = Instant::now();
-            let now = ms_at(self.clock);
+            let now = coarse_now_ms();
             let elapsed = self.clock.saturating_duration_since(sent_at);
             self.log.upstream = Some(peer.cfg.addr);
             self.log.upstream_time = elapsed;
@@ -239,7 +239,7 @@ impl Client {
         };
         ctx.selector
             .borrow_mut()
-            .pick(up, &input, &mut self.tried, ms_at(self.clock))
+            .pick(up, &input, &mut self.tried, coarse_now_ms())
     }
 
     /// nginx's `ngx_http_upstream_next` conditions, less the failure class.

@@ -62,6 +62,9 @@ impl Client {
         let deadline = Instant::now() + up.cfg.queue_timeout;
         loop {
             if ctx.queues.borrow().is_front(name, ticket) {
+                // Nothing was tried yet; a slot lost to another worker's race last round
+                // must not count as tried.
+                self.tried.reset(up.peers.len());
                 match self.pick(ctx, up) {
                     Ok(i) => {
                         ctx.queues.borrow_mut().leave(name, ticket);

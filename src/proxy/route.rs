@@ -68,7 +68,12 @@ impl Routes {
         listen: SocketAddr,
         host: Option<&[u8]>,
     ) -> Option<&'c VirtualServer> {
-        let (_, blocks) = self.by_listen.iter().find(|(a, _)| *a == listen)?;
+        let (_, blocks) = match self.by_listen.as_slice() {
+            // One listen address: every connection came in on it (or on one a reload just
+            // removed, which may as well finish on the remaining block).
+            [only] => only,
+            all => all.iter().find(|(a, _)| *a == listen)?,
+        };
         let default = *blocks.first()?;
         if blocks.len() == 1 {
             return Some(&config.servers[default]);

@@ -107,6 +107,7 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
         monoio::time::sleep(TICK).await;
         let now = Instant::now();
         watchdog::with(|w| w.sweep(now));
+        crate::upstream::tick_coarse_ms();
         let g = process.shared.generation.load(Ordering::Acquire);
         if g != generation {
             generation = g;

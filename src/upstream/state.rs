@@ -18,6 +18,28 @@ pub fn now_ms() -> u64 {
     ms_at(Instant::now())
 }
 
+thread_local! {
+    /// A worker's coarse `now_ms`, set by its housekeeping tick (see `tick_coarse_ms`).
+    static COARSE_MS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// `now_ms` to within one worker tick (20 ms), without reading the clock: what the
+/// request path uses for passive-failure windows and slow-start ramps, all of them seconds
+/// long. Threads without a tick (the control thread, tests) read the real clock.
+#[inline]
+pub fn coarse_now_ms() -> u64 {
+    match COARSE_MS.with(|c| c.get()) {
+        0 => now_ms(),
+        ms => ms,
+    }
+}
+
+/// Advances this thread's coarse clock (the worker's tick).
+pub fn tick_coarse_ms() {
+    let ms = now_ms();
+    COARSE_MS.with(|c| c.set(ms));
+}
+
 /// `t` on the `now_ms` clock: lets a request that already read the clock reuse it.
 pub fn ms_at(t: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
