@@ -377,3 +377,68 @@ fn a_retry_that_spans_a_reload_stays_on_its_generation() {
     }
     assert!(!proxy.log().contains("panicked"), "{}", proxy.log());
 }
+
+fn status_servers(admin: SocketAddr) -> Vec<serde_json::Value> {
+    let r = get(admin, "/status").expect("admin /status");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("status is JSON");
+    v["upstreams"]["app"]["servers"]
+        .as_array()
+        .expect("servers")
+        .clone()
+}
+
+fn server_field(servers: &[serde_json::Value], addr: SocketAddr, key: &str) -> Option<u64> {
+    servers
+        .iter()
+        .find(|s| s["addr"] == addr.to_string())
+        .and_then(|s| s[key].as_u64())
+}
+
+#[test]
+fn counters_and_failure_state_survive_a_reload() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let admin_addr: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
+    let cfg = config(&[port], admin, &[(a.addr, 1), (b.addr, 1), (dead, 1)]);
+    let p = Proxy::start(&cfg, format!("127.0.0.1:{port}").parse().unwrap());
+    for _ in 0..30 {
+        assert_eq!(get(p.addr, "/").unwrap().status, 200);
+    }
+    let before = status_servers(admin_addr);
+    let a_requests = server_field(&before, a.addr, "requests").unwrap();
+    let dead_fails = server_field(&before, dead, "fails").unwrap();
+    assert!(a_requests > 0 && dead_fails > 0, "{before:?}");
+
+    // Change a weight and drop b: a and the dead server stay, with their counters and the
+    // dead one's passive failure (nginx resets both).
+    p.reload(&config(&[port], admin, &[(a.addr, 3), (dead, 1)]));
+    wait_generation(admin_addr, 2);
+    let after = status_servers(admin_addr);
+    assert_eq!(server_field(&after, a.addr, "requests"), Some(a_requests));
+    assert_eq!(server_field(&after, a.addr, "weight"), Some(3));
+    assert_eq!(server_field(&after, dead, "fails"), Some(dead_fails));
+    let dead_state = after
+        .iter()
+        .find(|s| s["addr"] == dead.to_string())
+        .map(|s| s["state"].clone());
+    assert_eq!(dead_state, Some(serde_json::json!("down")), "{after:?}");
+    // The ejected server is not tried again within its fail_timeout.
+    let dead_requests_before = server_field(&after, dead, "fails");
+    for _ in 0..10 {
+        assert_eq!(get(p.addr, "/").unwrap().status, 200);
+    }
+    assert_eq!(
+        server_field(&status_servers(admin_addr), dead, "fails"),
+        dead_requests_before
+    );
+
+    // b comes back as a new server: its counters start from zero.
+    p.reload(&config(&[port], admin, &[(a.addr, 3), (b.addr, 1), (dead, 1)]));
+    wait_generation(admin_addr, 3);
+    assert_eq!(
+        server_field(&status_servers(admin_addr), b.addr, "requests"),
+        Some(0)
+    );
+}
