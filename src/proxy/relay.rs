@@ -116,12 +116,7 @@ impl Client {
                 }
                 let mut remaining = n - first as u64;
                 while remaining > 0 {
-                    conn.buf.clear();
-                    let buf = std::mem::take(&mut conn.buf);
-                    let watch = Watch::both(self.tick() + read_timeout);
-                    let (r, buf) = recv(&mut conn.stream, buf, watch).await;
-                    conn.buf = buf;
-                    match r {
+                    match self.next_piece(conn, read_timeout).await {
                         Ok(0) | Err(_) => return Relayed::broken(),
                         Ok(got) => {
                             let take = (got as u64).min(remaining) as usize;
@@ -160,14 +155,9 @@ impl Client {
                     if d.done {
                         break;
                     }
-                    conn.buf.clear();
                     at = 0;
                     self.out.clear();
-                    let buf = std::mem::take(&mut conn.buf);
-                    let watch = Watch::both(self.tick() + read_timeout);
-                    let (r, buf) = recv(&mut conn.stream, buf, watch).await;
-                    conn.buf = buf;
-                    match r {
+                    match self.next_piece(conn, read_timeout).await {
                         Ok(0) | Err(_) => return Relayed::broken(),
                         Ok(_) => {}
                     }
@@ -191,14 +181,9 @@ impl Client {
                     if self.send_out(send_timeout).await.is_err() {
                         return Relayed::broken();
                     }
-                    conn.buf.clear();
                     at = 0;
                     self.out.clear();
-                    let buf = std::mem::take(&mut conn.buf);
-                    let watch = Watch::both(self.tick() + read_timeout);
-                    let (r, buf) = recv(&mut conn.stream, buf, watch).await;
-                    conn.buf = buf;
-                    match r {
+                    match self.next_piece(conn, read_timeout).await {
                         Ok(0) => break,
                         Ok(_) => {}
                         Err(IoFail::Timeout) | Err(IoFail::Io(_)) => return Relayed::broken(),
@@ -251,10 +236,20 @@ impl Client {
         })
     }
 
-    /// Renews the clock reading (once per body chunk: cheap next to the chunk's I/O).
-    fn tick(&mut self) -> Instant {
+    /// Reads the next piece of a response body into `conn.buf` (emptied first), renewing
+    /// the clock reading (once per piece: cheap next to the piece's I/O).
+    async fn next_piece(
+        &mut self,
+        conn: &mut UpConn,
+        read_timeout: std::time::Duration,
+    ) -> Result<usize, IoFail> {
+        conn.buf.clear();
         self.clock = Instant::now();
-        self.clock
+        let buf = std::mem::take(&mut conn.buf);
+        let watch = Watch::both(self.clock + read_timeout);
+        let (r, buf) = recv(&mut conn.stream, buf, watch).await;
+        conn.buf = buf;
+        r
     }
 
     /// Writes all of `out` to the client.
