@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use monoio::{FusionRuntime, LegacyDriver, RuntimeBuilder};
+use monoio::{LegacyDriver, RuntimeBuilder};
 
 /// Which I/O driver a thread ended up with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,33 +23,36 @@ impl Driver {
 
 /// Runs `make()`'s future to completion on a fresh runtime for this thread.
 ///
-/// `FusionDriver` only probes io_uring with a tiny ring; building the real ring can still
-/// fail (RLIMIT_MEMLOCK, seccomp), so a failed build falls back to the legacy driver.
+/// io_uring first, with the ring flags that suit one thread owning one ring (COOP_TASKRUN,
+/// SINGLE_ISSUER, DEFER_TASKRUN: kernel 6.1+, the same ones ringlb uses), then a plain ring,
+/// then epoll: building a ring can fail (RLIMIT_MEMLOCK, seccomp, an old kernel).
 /// `MONOIO_FORCE_LEGACY_DRIVER=1` forces epoll.
 pub fn block_on<F, Fut>(make: F) -> (Driver, Fut::Output)
 where
     F: FnOnce() -> Fut,
     Fut: Future,
 {
-    match RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-    {
-        Ok(mut rt) => {
-            let driver = match rt {
-                FusionRuntime::Uring(_) => Driver::IoUring,
-                FusionRuntime::Legacy(_) => Driver::Epoll,
-            };
-            (driver, rt.block_on(make()))
-        }
-        Err(_) => {
-            let mut rt = RuntimeBuilder::<LegacyDriver>::new()
-                .enable_timer()
-                .build()
-                .expect("neither io_uring nor epoll runtime could be built");
-            (Driver::Epoll, rt.block_on(make()))
+    if std::env::var_os("MONOIO_FORCE_LEGACY_DRIVER").is_none() {
+        let uring = |tuned: bool| {
+            let mut b = RuntimeBuilder::<monoio::IoUringDriver>::new();
+            if tuned {
+                let mut urb = io_uring::IoUring::builder();
+                urb.setup_coop_taskrun()
+                    .setup_single_issuer()
+                    .setup_defer_taskrun();
+                b = b.uring_builder(urb);
+            }
+            b.enable_timer().build()
+        };
+        if let Ok(mut rt) = uring(true).or_else(|_| uring(false)) {
+            return (Driver::IoUring, rt.block_on(make()));
         }
     }
+    let mut rt = RuntimeBuilder::<LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("neither io_uring nor epoll runtime could be built");
+    (Driver::Epoll, rt.block_on(make()))
 }
 
 /// The cores this process may run on (honours `taskset`), at least one entry.
