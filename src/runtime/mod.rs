@@ -71,6 +71,18 @@ impl Process {
                         cfg.runtime.workers
                     );
                 }
+                let old = self.current();
+                let old = old.config();
+                if cfg.runtime.io != old.runtime.io
+                    || cfg.runtime.pin_workers != old.runtime.pin_workers
+                {
+                    tracing::warn!(
+                        "runtime.io / runtime.pin_workers changed: take effect on restart"
+                    );
+                }
+                if cfg.admin != old.admin {
+                    tracing::warn!("admin.listen changed: takes effect on restart");
+                }
                 let generation = self.generation() + 1;
                 let next = Published::build(Arc::new(cfg), &self.registry, generation);
                 let keep: Vec<(String, std::net::SocketAddr)> = next

@@ -364,9 +364,14 @@ impl Selector {
     pub fn failed(&mut self, up: &Upstream, i: usize, now_ms: u64) {
         let peer = &up.peers[i];
         let st = &peer.state;
+        // A probe was let through since the last failure (nginx: `accessed < checked`).
+        let probing =
+            st.accessed_ms.load(Ordering::Relaxed) < st.checked_ms.load(Ordering::Relaxed);
         let fails = st.fails.fetch_add(1, Ordering::Relaxed) + 1;
         // The failure that reaches max_fails is the transition: exactly one worker sees it.
-        if fails == peer.cfg.max_fails && up.peers.len() > 1 {
+        // A failed probe past it is the server going out again.
+        let max = peer.cfg.max_fails;
+        if max > 0 && up.peers.len() > 1 && (fails == max || (fails > max && probing)) {
             tracing::warn!(
                 "upstream {} server {} temporarily disabled: {fails} failures within fail_timeout",
                 up.cfg.name,
