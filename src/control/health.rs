@@ -41,8 +41,12 @@ use crate::upstream::snapshot::Peer;
 use crate::upstream::state::PeerState;
 use crate::upstream::{now_ms, Upstream};
 
-/// How often the control loop looks at the published state and collects probe results.
+/// How often the control loop looks at the published state and collects probe results
+/// while there is something to watch (health checks, an ejected server, a probe running).
 const TICK: Duration = Duration::from_millis(10);
+/// How often it looks when there is nothing to watch: only for new configurations and
+/// fresh passive ejections, so an idle proxy does not wake 100 times a second.
+const IDLE_TICK: Duration = Duration::from_millis(100);
 
 /// Upper bound of the interval between connect probes of a passively ejected server.
 const RECOVERY_PROBE_MAX: Duration = Duration::from_secs(1);
@@ -204,7 +208,16 @@ async fn run(process: Arc<Process>) {
         };
         dead.retain(|name, _| known(name));
         panicked.retain(|name, _| known(name));
-        monoio::time::sleep(TICK).await;
+        let watching = entries
+            .values()
+            .any(|e| e.active.is_some() || e.tcp_in_flight)
+            || published.snapshot.upstreams.iter().any(|up| {
+                let single = up.peers.len() == 1;
+                up.peers
+                    .iter()
+                    .any(|p| passively_ejected(p, single, now_ms))
+            });
+        monoio::time::sleep(if watching { TICK } else { IDLE_TICK }).await;
     }
 }
 
