@@ -60,7 +60,9 @@ pub async fn send<S: AsyncWriteRent + AsRawFd>(
     (r.map(|_| ()).map_err(IoFail::Io), slice.into_inner())
 }
 
-/// Reads once, appending to `buf`. `Ok(0)` is end of stream.
+/// Reads once, appending to `buf`, with a timer for its deadline: for the tunnel, whose
+/// two directions share a socket (one watchdog entry per descriptor would not do).
+/// `Ok(0)` is end of stream.
 pub async fn read_append<S: AsyncReadRent>(
     s: &mut S,
     mut buf: Vec<u8>,
@@ -77,7 +79,8 @@ pub async fn read_append<S: AsyncReadRent>(
     }
 }
 
-/// Writes `buf[from..]` completely.
+/// Writes `buf[from..]` completely, with a timer for its deadline (the tunnel; see
+/// [`read_append`]).
 pub async fn write_from<S: AsyncWriteRent>(
     s: &mut S,
     buf: Vec<u8>,
@@ -89,23 +92,6 @@ pub async fn write_from<S: AsyncWriteRent>(
     }
     let end = buf.len();
     match monoio::time::timeout_at(deadline.into(), s.write_all(buf.slice(from..end))).await {
-        Ok((Ok(_), slice)) => (Ok(()), slice.into_inner()),
-        Ok((Err(e), slice)) => (Err(IoFail::Io(e)), slice.into_inner()),
-        Err(_) => (Err(IoFail::Timeout), Vec::new()),
-    }
-}
-
-/// Writes `buf[range]` completely.
-pub async fn write_range<S: AsyncWriteRent>(
-    s: &mut S,
-    buf: Vec<u8>,
-    range: std::ops::Range<usize>,
-    deadline: Instant,
-) -> (Result<(), IoFail>, Vec<u8>) {
-    if range.is_empty() {
-        return (Ok(()), buf);
-    }
-    match monoio::time::timeout_at(deadline.into(), s.write_all(buf.slice(range))).await {
         Ok((Ok(_), slice)) => (Ok(()), slice.into_inner()),
         Ok((Err(e), slice)) => (Err(IoFail::Io(e)), slice.into_inner()),
         Err(_) => (Err(IoFail::Timeout), Vec::new()),

@@ -9,7 +9,7 @@
 mod access;
 mod client;
 mod forward;
-pub mod io;
+mod io;
 mod queue;
 mod relay;
 pub mod route;
