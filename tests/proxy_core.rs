@@ -347,3 +347,35 @@ fn stalled_small_request_body_gets_408() {
         "a half-sent body never reaches the backend"
     );
 }
+
+#[test]
+fn too_large_body_gets_its_413_and_a_lingering_close() {
+    let b = Backend::start("b0");
+    let port = free_port();
+    let cfg = simple_config(port, &[server(b.addr, "")], "").replace(
+        "keepalive_timeout = \"30s\"",
+        "keepalive_timeout = \"30s\"\nmax_body_bytes = \"1k\"",
+    );
+    let p = Proxy::start(&cfg, SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut c = Conn::open(p.addr).unwrap();
+    c.send(b"POST /sum HTTP/1.1\r\nHost: t\r\nContent-Length: 262144\r\n\r\n")
+        .unwrap();
+    let r = c.read_response(false).unwrap();
+    assert_eq!(r.status, 413);
+    assert_eq!(r.header("connection"), Some("close"));
+    // The client goes on sending the body it announced, as simple clients do. The proxy
+    // has shut its sending side but keeps reading (and dropping) for a while, as nginx's
+    // lingering close does, so the client sees no reset: after a plain close the second
+    // write would fail with EPIPE or ECONNRESET.
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(50));
+        c.stream
+            .write_all(&pattern(64 * 1024))
+            .expect("the proxy must still be reading the unwanted body");
+    }
+    assert!(
+        c.is_closed(Duration::from_secs(3)),
+        "its sending side is shut"
+    );
+    assert_eq!(b.requests(), 0);
+}

@@ -2,6 +2,7 @@
 //! and buffering, hand it to `forward`, and keep the connection for the next request.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,12 @@ const CLIENT_BUF: usize = 2048;
 /// that a failed attempt can be replayed on the next server (nginx buffers every body; we
 /// buffer small ones in memory and stream the rest).
 pub(super) const REPLAY_MAX: u64 = 64 * 1024;
+/// Lingering close (see `Client::linger`): at most this long in all, this long between two
+/// reads, and this many bytes dropped (nginx: lingering_time 30s, lingering_timeout 5s; a
+/// proxy under attack should let go sooner).
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_TIMEOUT: Duration = Duration::from_millis(500);
+const LINGER_MAX_BYTES: usize = 1 << 20;
 /// After a large request the buffers shrink back so an idle connection stays cheap.
 const SHRINK_ABOVE: usize = 64 * 1024;
 
@@ -445,5 +452,37 @@ impl Client {
             self.log.sent += out.len() as u64;
         }
         self.out = out;
+        if close && res.is_ok() {
+            self.linger().await;
+        }
+    }
+
+    /// nginx's lingering close: after an error response on a connection that is closing,
+    /// send FIN and read (and drop) what the client is still sending for a short while.
+    /// Closing with unread data would send a reset, which can destroy the response before
+    /// the client reads it (a 413 for a body still arriving, typically).
+    async fn linger(&mut self) {
+        // SAFETY: the descriptor is this connection's, open until `self` is dropped.
+        unsafe {
+            libc::shutdown(self.stream.as_raw_fd(), libc::SHUT_WR);
+        }
+        let until = Instant::now() + LINGER_TIME;
+        let mut drained = 0usize;
+        let mut buf = std::mem::take(&mut self.buf);
+        while drained < LINGER_MAX_BYTES {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            buf.clear();
+            let watch = Watch::read((now + LINGER_TIMEOUT).min(until));
+            let (res, b) = recv(&mut self.stream, buf, watch).await;
+            buf = b;
+            match res {
+                Ok(n) if n > 0 => drained += n,
+                _ => break,
+            }
+        }
+        self.buf = buf;
     }
 }
