@@ -379,3 +379,58 @@ fn too_large_body_gets_its_413_and_a_lingering_close() {
     );
     assert_eq!(b.requests(), 0);
 }
+
+#[test]
+fn locations_match_the_normalised_path() {
+    let public = Backend::start("public");
+    let admin = Backend::start("admin");
+    let port = free_port();
+    let cfg = format!(
+        r#"
+[runtime]
+workers = 1
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+
+  [[server.location]]
+  path = "/public/"
+  proxy_pass = "public"
+
+  [[server.location]]
+  path = "/admin/"
+  proxy_pass = "admin"
+
+[upstream.public]
+servers = [ {{ addr = "{}" }} ]
+
+[upstream.admin]
+servers = [ {{ addr = "{}" }} ]
+"#,
+        public.addr, admin.addr
+    );
+    let p = Proxy::start(&cfg, SocketAddr::from(([127, 0, 0, 1], port)));
+    for path in [
+        "/public/../admin/x",
+        "/public/%2e%2e/admin/x",
+        "/public//..//admin/x",
+        "/%61dmin/x",
+    ] {
+        let r = get(p.addr, path).unwrap();
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(
+            r.header("x-backend"),
+            Some("admin"),
+            "{path} was routed by its prefix"
+        );
+    }
+    assert_eq!(
+        get(p.addr, "/public/a/./b").unwrap().header("x-backend"),
+        Some("public")
+    );
+    // The target is forwarded as the client wrote it.
+    assert!(admin.heads()[0].starts_with("GET /public/../admin/x HTTP/1.1\r\n"));
+    for bad in ["/../etc/passwd", "/public/%zz"] {
+        assert_eq!(get(p.addr, bad).unwrap().status, 400, "{bad}");
+    }
+}

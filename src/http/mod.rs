@@ -1,7 +1,7 @@
 //! HTTP/1.1 message heads and bodies: parsing request and response heads into offsets
 //! (`request`, `response`), body framing and the chunked decoder (`body`, `chunked`), and
 //! writing the heads ringlb forwards (`rewrite`), with `proxy_set_header` templates
-//! (`template`).
+//! (`template`), and the normalised path locations are matched on (`uri`).
 
 pub mod body;
 pub mod chunked;
@@ -9,6 +9,7 @@ pub mod request;
 pub mod response;
 pub mod rewrite;
 pub mod template;
+pub mod uri;
 
 use std::ops::Range;
 

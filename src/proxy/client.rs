@@ -16,8 +16,8 @@ use super::{route, slot};
 use crate::config::VirtualServer;
 use crate::http::request::{self, RequestBody, RequestHead};
 use crate::http::response::ResponseHead;
-use crate::http::rewrite;
 use crate::http::template::Vars;
+use crate::http::{rewrite, uri};
 use crate::metrics::WorkerStats;
 use crate::upstream::Tried;
 
@@ -51,6 +51,8 @@ pub(super) struct Client {
     pub(super) out: Vec<u8>,
     /// The evaluated `hash` key.
     pub(super) key: Vec<u8>,
+    /// The normalised path, when the request's needs normalising to pick a location.
+    path: Vec<u8>,
     pub(super) head: RequestHead,
     pub(super) res: ResponseHead,
     pub(super) tried: Tried,
@@ -124,6 +126,7 @@ pub async fn serve(stream: TcpStream, remote: SocketAddr, listen: SocketAddr, ct
         buf: Vec::with_capacity(CLIENT_BUF),
         out: Vec::new(),
         key: Vec::new(),
+        path: Vec::new(),
         head: RequestHead::default(),
         res: ResponseHead::default(),
         tried: Tried::default(),
@@ -292,7 +295,15 @@ impl Client {
             }
         }
         let target = &self.buf[self.head.target.0 as usize..self.head.target.1 as usize];
-        let Some(loc) = route::location(vs, target) else {
+        let path = match uri::normalize(target, &mut self.path) {
+            Ok(false) => target,
+            Ok(true) => &self.path[..],
+            Err(_) => {
+                self.respond_own(ctx, 400, true, vs).await;
+                return true;
+            }
+        };
+        let Some(loc) = route::location(vs, path) else {
             let close = self.head.body != RequestBody::None || !self.head.keep_alive;
             self.respond_own(ctx, 404, close, vs).await;
             self.consume(head_len);
