@@ -434,3 +434,36 @@ servers = [ {{ addr = "{}" }} ]
         assert_eq!(get(p.addr, bad).unwrap().status, 400, "{bad}");
     }
 }
+
+#[test]
+fn host_variable_falls_back_to_the_server_name() {
+    let b = Backend::start("b0");
+    let port = free_port();
+    let cfg = simple_config(port, &[server(b.addr, "")], "")
+        .replace(
+            "keepalive_timeout = \"30s\"",
+            "keepalive_timeout = \"30s\"\nserver_name = [\"www.example.com\", \"*.example.com\"]",
+        )
+        .replace(
+            "proxy_set_header = {",
+            "proxy_set_header = { \"X-Host\" = \"$host\", ",
+        );
+    let p = Proxy::start(&cfg, SocketAddr::from(([127, 0, 0, 1], port)));
+    // HTTP/1.0 without Host: nginx's $host is the server name.
+    let r = request(p.addr, b"GET /echo HTTP/1.0\r\n\r\n").unwrap();
+    assert!(
+        r.text().contains("X-Host: www.example.com\r\n"),
+        "{}",
+        r.text()
+    );
+    let r = request(
+        p.addr,
+        b"GET /echo HTTP/1.1\r\nHost: A.Example.COM:8080\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert!(
+        r.text().contains("X-Host: a.example.com\r\n"),
+        "{}",
+        r.text()
+    );
+}

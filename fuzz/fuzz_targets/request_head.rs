@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
         buf: data,
         head: &head,
         remote: SocketAddr::from(([127, 0, 0, 1], 1)),
+        server_name: "",
     };
     rewrite::request_head(&mut out, &vars, &[], "upstream");
     let mut again = RequestHead::default();

@@ -244,6 +244,7 @@ mod tests {
             buf: raw,
             head: &head,
             remote: "10.0.0.7:5555".parse().unwrap(),
+            server_name: "",
         };
         let rules = vec![
             rule(
@@ -295,6 +296,7 @@ mod tests {
             buf: raw,
             head: &head,
             remote: "10.0.0.7:5555".parse().unwrap(),
+            server_name: "",
         };
         let rules = vec![rule(
             "X-Real-IP",

@@ -14,6 +14,9 @@ pub struct Vars<'a> {
     pub buf: &'a [u8],
     pub head: &'a RequestHead,
     pub remote: SocketAddr,
+    /// `$host` when the request names no host (HTTP/1.0 without Host): nginx uses the
+    /// server name of the matched server block; "" when it has none.
+    pub server_name: &'a str,
 }
 
 impl Vars<'_> {
@@ -38,6 +41,8 @@ impl Vars<'_> {
                 _ => h.iter().position(|&c| c == b':').map_or(h, |i| &h[..i]),
             };
             out.extend(h.iter().map(u8::to_ascii_lowercase));
+        } else {
+            out.extend_from_slice(self.server_name.as_bytes());
         }
     }
 

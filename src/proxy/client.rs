@@ -13,7 +13,7 @@ use super::io::{recv, send, IoFail};
 use super::watchdog::Watch;
 use super::ProxyCtx;
 use super::{route, slot};
-use crate::config::VirtualServer;
+use crate::config::{ServerName, VirtualServer};
 use crate::http::request::{self, RequestBody, RequestHead};
 use crate::http::response::ResponseHead;
 use crate::http::template::Vars;
@@ -322,6 +322,14 @@ impl Client {
                 buf: &self.buf,
                 head: &self.head,
                 remote: self.remote,
+                server_name: vs
+                    .server_names
+                    .iter()
+                    .find_map(|n| match n {
+                        ServerName::Exact(n) => Some(n.as_str()),
+                        ServerName::Wildcard(_) => None,
+                    })
+                    .unwrap_or(""),
             };
             rewrite::request_head(&mut self.out, &vars, &loc.set_headers, &up.cfg.name);
             if let Some(t) = &up.cfg.hash {
