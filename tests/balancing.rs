@@ -8,19 +8,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::client::Conn;
-use common::proxy::{server, simple_config};
+use common::proxy::{server, simple_config, start_with};
 use common::{free_port, load, Backend, Behavior, Proxy};
-
-fn start_with(backends: &[&Backend], extras: &[&str], upstream_extra: &str) -> Proxy {
-    let port = free_port();
-    let servers: Vec<String> = backends
-        .iter()
-        .zip(extras.iter().chain(std::iter::repeat(&"")))
-        .map(|(b, e)| server(b.addr, e))
-        .collect();
-    let cfg = simple_config(port, &servers, upstream_extra);
-    Proxy::start(&cfg, SocketAddr::from(([127, 0, 0, 1], port)))
-}
 
 fn backends(n: usize) -> Vec<Backend> {
     (0..n).map(|i| Backend::start(&format!("b{i}"))).collect()

@@ -10,20 +10,9 @@ use std::time::Duration;
 
 use common::backend::{hex, pattern};
 use common::client::Conn;
-use common::proxy::{server, simple_config};
+use common::proxy::{server, simple_config, start_with as start};
 use common::{free_port, get, request, Backend, Behavior, Proxy};
 use sha2::{Digest, Sha256};
-
-fn start(backends: &[&Backend], extras: &[&str], upstream_extra: &str) -> Proxy {
-    let port = free_port();
-    let servers: Vec<String> = backends
-        .iter()
-        .zip(extras.iter().chain(std::iter::repeat(&"")))
-        .map(|(b, e)| server(b.addr, e))
-        .collect();
-    let cfg = simple_config(port, &servers, upstream_extra);
-    Proxy::start(&cfg, SocketAddr::from(([127, 0, 0, 1], port)))
-}
 
 fn count_backends(proxy: &Proxy, n: usize) -> HashMap<String, usize> {
     let mut conn = Conn::open(proxy.addr).unwrap();

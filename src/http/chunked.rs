@@ -6,7 +6,7 @@
 //! them). Anything a lenient peer might read differently (bare LF, spaces around the size,
 //! overlong sizes, control bytes) is an error.
 
-use super::push_hex;
+use super::{hex_value, push_hex};
 
 /// Longest chunk-extension accepted on one size line.
 const MAX_EXT_BYTES: usize = 1024;
@@ -193,15 +193,6 @@ fn expect(b: u8, want: u8) -> Result<(), ChunkError> {
         Ok(())
     } else {
         Err(ChunkError("expected CRLF"))
-    }
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 

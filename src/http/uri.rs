@@ -3,6 +3,8 @@
 //! forwarded as the client wrote it; normalising only the match keeps `/public/../admin` from
 //! being routed by its `/public` prefix to a backend that will then serve `/admin`.
 
+use super::hex_value;
+
 /// Why a path cannot be normalised (400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadPath;
@@ -25,7 +27,7 @@ pub fn normalize(target: &[u8], out: &mut Vec<u8>) -> Result<bool, BadPath> {
         let mut b = path[i];
         if b == b'%' {
             let hex = path.get(i + 1..i + 3).ok_or(BadPath)?;
-            b = (hex_val(hex[0]).ok_or(BadPath)? << 4) | hex_val(hex[1]).ok_or(BadPath)?;
+            b = (hex_value(hex[0]).ok_or(BadPath)? << 4) | hex_value(hex[1]).ok_or(BadPath)?;
             if b == 0 {
                 return Err(BadPath);
             }
@@ -72,15 +74,6 @@ fn needs_work(path: &[u8]) -> bool {
     path.windows(2)
         .any(|w| w == b"//" || w == b"/." || w[0] == b'%')
         || path.last() == Some(&b'%')
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -195,3 +195,16 @@ pub fn server(addr: SocketAddr, extra: &str) -> String {
         format!("  {{ addr = \"{addr}\", {extra} }}")
     }
 }
+
+/// Starts ringlb in front of `backends` (each with its `extras` server options, missing
+/// ones empty) with `upstream_extra` lines in the upstream table.
+pub fn start_with(backends: &[&super::Backend], extras: &[&str], upstream_extra: &str) -> Proxy {
+    let port = super::free_port();
+    let servers: Vec<String> = backends
+        .iter()
+        .zip(extras.iter().chain(std::iter::repeat(&"")))
+        .map(|(b, e)| server(b.addr, e))
+        .collect();
+    let cfg = simple_config(port, &servers, upstream_extra);
+    Proxy::start(&cfg, SocketAddr::from(([127, 0, 0, 1], port)))
+}
