@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{json, Map, Value};
 
-use super::view::{balance_name, ServerState, Totals};
+use super::view::{ServerState, Totals};
 use crate::metrics;
 use crate::runtime::Process;
 use crate::upstream::balance::in_panic;
@@ -45,7 +45,7 @@ pub fn render(process: &Process) -> Value {
         upstreams.insert(
             u.cfg.name.clone(),
             json!({
-                "balance": balance_name(u.cfg.balance),
+                "balance": u.cfg.balance.name(),
                 "panic": in_panic(u, now),
                 "health_check": u.cfg.health_check.is_some(),
                 "servers": servers,

@@ -2,7 +2,6 @@
 //! the shared live state: one place that decides "up", "down", "backup" or "disabled", so
 //! that `/metrics` and `/status` never disagree.
 
-use crate::config::Balance;
 use crate::metrics::{self, PeerCounters, CODE_SLOTS};
 use crate::upstream::balance::is_healthy;
 use crate::upstream::{Peer, Upstream};
@@ -46,17 +45,6 @@ impl ServerState {
     /// `ringlb_upstream_up`: can take traffic now.
     pub fn is_up(self) -> bool {
         matches!(self, ServerState::Up | ServerState::Backup)
-    }
-}
-
-pub fn balance_name(b: Balance) -> &'static str {
-    match b {
-        Balance::RoundRobin => "round_robin",
-        Balance::LeastConn => "least_conn",
-        Balance::IpHash => "ip_hash",
-        Balance::Hash => "hash",
-        Balance::RandomTwoLeastConn => "random_two_least_conn",
-        Balance::LeastTime => "least_time",
     }
 }
 

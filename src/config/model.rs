@@ -132,6 +132,20 @@ pub enum Balance {
     LeastTime,
 }
 
+impl Balance {
+    /// The name as written in the configuration file (and shown in /status).
+    pub fn name(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round_robin",
+            Balance::LeastConn => "least_conn",
+            Balance::IpHash => "ip_hash",
+            Balance::Hash => "hash",
+            Balance::RandomTwoLeastConn => "random_two_least_conn",
+            Balance::LeastTime => "least_time",
+        }
+    }
+}
+
 /// `next_upstream` conditions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NextUpstream {

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use super::model::*;
 use super::units::{format_duration, format_size};
-use super::validate_upstream::balance_name;
 
 /// What `ringlb check -c PATH` prints, and whether the file is valid (exit 0) or not
 /// (exit 1). Print the text as is (it has no trailing newline); on failure it is every
@@ -108,7 +107,7 @@ pub fn summary(cfg: &Config) -> String {
         }
     }
     for u in &cfg.upstreams {
-        let mut method = balance_name(u.balance).to_owned();
+        let mut method = u.balance.name().to_owned();
         if u.consistent {
             method.push_str(" consistent");
         }

@@ -39,17 +39,6 @@ pub const NEXT_UPSTREAM: &[&str] = &[
 pub const MAX_WEIGHT: i64 = 1000;
 const U32: i64 = u32::MAX as i64;
 
-pub fn balance_name(b: Balance) -> &'static str {
-    match b {
-        Balance::RoundRobin => "round_robin",
-        Balance::LeastConn => "least_conn",
-        Balance::IpHash => "ip_hash",
-        Balance::Hash => "hash",
-        Balance::RandomTwoLeastConn => "random_two_least_conn",
-        Balance::LeastTime => "least_time",
-    }
-}
-
 impl Validator<'_> {
     pub(crate) fn upstream(
         &mut self,
@@ -76,7 +65,7 @@ impl Validator<'_> {
                 }
             },
             (Some(h), _) => {
-                self.err(h.span(), &join(p, "hash"), format!("`hash` only applies to balance = \"hash\" (this upstream uses {:?}); remove it or set balance = \"hash\"", balance_name(balance)));
+                self.err(h.span(), &join(p, "hash"), format!("`hash` only applies to balance = \"hash\" (this upstream uses {:?}); remove it or set balance = \"hash\"", balance.name()));
                 None
             }
             (None, _) => None,
