@@ -69,19 +69,13 @@ pub struct WorkerStats {
     pub own_codes: [AtomicU64; CODE_SLOTS],
 }
 
-impl WorkerStats {
-    #[inline]
-    pub fn bump(counter: &AtomicU64) {
-        bump(counter);
-    }
-
-    #[inline]
-    pub fn drop_one(counter: &AtomicU64) {
-        counter.store(
-            counter.load(Ordering::Relaxed).saturating_sub(1),
-            Ordering::Relaxed,
-        );
-    }
+/// Takes one from a counter only this worker writes (a gauge going down).
+#[inline]
+pub fn drop_one(counter: &AtomicU64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).saturating_sub(1),
+        Ordering::Relaxed,
+    );
 }
 
 /// One worker's counters for one server.

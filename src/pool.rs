@@ -40,7 +40,6 @@ impl UpConn {
 #[derive(Default)]
 pub struct IdlePool {
     by_peer: Vec<VecDeque<UpConn>>,
-    idle: usize,
 }
 
 impl IdlePool {
@@ -48,7 +47,6 @@ impl IdlePool {
     pub fn take(&mut self, peer: u32, now: Instant) -> Option<UpConn> {
         let stack = self.by_peer.get_mut(peer as usize)?;
         while let Some(c) = stack.pop_back() {
-            self.idle -= 1;
             if c.idle_until > now {
                 return Some(c);
             }
@@ -69,12 +67,10 @@ impl IdlePool {
         let stack = &mut self.by_peer[i];
         if stack.len() >= max_idle {
             stack.pop_front();
-            self.idle -= 1;
         }
         conn.buf.clear();
         conn.idle_until = idle_until;
         stack.push_back(conn);
-        self.idle += 1;
     }
 
     /// Closes every connection idle past its deadline.
@@ -84,7 +80,6 @@ impl IdlePool {
             // upstream only, and a stack belongs to one upstream, so they are in order.
             while stack.front().is_some_and(|c| c.idle_until <= now) {
                 stack.pop_front();
-                self.idle -= 1;
             }
         }
     }
@@ -93,7 +88,6 @@ impl IdlePool {
     pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
         for (i, stack) in self.by_peer.iter_mut().enumerate() {
             if !keep(i as u32) {
-                self.idle -= stack.len();
                 stack.clear();
             }
         }
@@ -102,10 +96,5 @@ impl IdlePool {
     /// Closes everything (shutdown).
     pub fn clear(&mut self) {
         self.by_peer.clear();
-        self.idle = 0;
-    }
-
-    pub fn idle(&self) -> usize {
-        self.idle
     }
 }

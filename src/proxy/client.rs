@@ -18,7 +18,7 @@ use crate::http::request::{self, RequestBody, RequestHead};
 use crate::http::response::ResponseHead;
 use crate::http::template::Vars;
 use crate::http::{rewrite, uri};
-use crate::metrics::WorkerStats;
+use crate::metrics::{self, WorkerStats};
 use crate::upstream::Tried;
 
 /// First allocation of a client's read buffer: a typical request head fits, and 10,000 idle
@@ -118,7 +118,7 @@ pub(super) enum BodyPlan {
 pub async fn serve(stream: TcpStream, remote: SocketAddr, listen: SocketAddr, ctx: Rc<ProxyCtx>) {
     let _ = stream.set_nodelay(true);
     let _open = OpenGuard::new(&ctx.stats);
-    WorkerStats::bump(&ctx.stats.clients_accepted);
+    metrics::bump(&ctx.stats.clients_accepted);
     let mut c = Client {
         stream,
         remote,
@@ -143,14 +143,14 @@ struct OpenGuard<'a>(&'a WorkerStats);
 
 impl<'a> OpenGuard<'a> {
     fn new(stats: &'a WorkerStats) -> Self {
-        WorkerStats::bump(&stats.clients_open);
+        metrics::bump(&stats.clients_open);
         OpenGuard(stats)
     }
 }
 
 impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
-        WorkerStats::drop_one(&self.0.clients_open);
+        metrics::drop_one(&self.0.clients_open);
     }
 }
 
@@ -184,7 +184,7 @@ impl Client {
                     return;
                 }
             }
-            WorkerStats::bump(&ctx.stats.requests);
+            metrics::bump(&ctx.stats.requests);
             self.log.reset();
             // A reload may have landed while the connection sat idle: route on the newest
             // configuration, unless it no longer listens where this connection came in (the
@@ -258,9 +258,9 @@ impl Client {
                 if ctx.stopping() {
                     return HeadRead::Gone;
                 }
-                WorkerStats::bump(&ctx.stats.clients_idle);
+                metrics::bump(&ctx.stats.clients_idle);
                 let r = recv(&mut self.stream, buf, Watch::idle(deadline)).await;
-                WorkerStats::drop_one(&ctx.stats.clients_idle);
+                metrics::drop_one(&ctx.stats.clients_idle);
                 r
             };
             self.buf = buf;
@@ -454,7 +454,7 @@ impl Client {
         close: bool,
         vs: &VirtualServer,
     ) {
-        WorkerStats::bump(&ctx.stats.own_codes[crate::metrics::code_slot(status)]);
+        metrics::bump(&ctx.stats.own_codes[metrics::code_slot(status)]);
         self.out.clear();
         rewrite::error_response(&mut self.out, status, close);
         self.log.status = status;

@@ -178,7 +178,8 @@ impl Watchdog {
     }
 
     /// Operations watched now.
-    pub fn watched(&self) -> usize {
+    #[cfg(test)]
+    fn watched(&self) -> usize {
         self.by_fd.borrow().iter().filter(|e| e.armed).count()
     }
 }

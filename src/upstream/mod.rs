@@ -7,4 +7,4 @@ pub mod state;
 
 pub use balance::{PickError, PickInput, Selector, Tried};
 pub use snapshot::{Peer, Snapshot, Upstream};
-pub use state::{coarse_now_ms, ms_at, now_ms, tick_coarse_ms, PeerState, Registry};
+pub use state::{coarse_now_ms, now_ms, tick_coarse_ms, PeerState, Registry};

@@ -41,7 +41,7 @@ pub fn tick_coarse_ms() {
 }
 
 /// `t` on the `now_ms` clock: lets a request that already read the clock reuse it.
-pub fn ms_at(t: Instant) -> u64 {
+fn ms_at(t: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     // Start at 1 so that 0 can mean "never".
     t.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
@@ -159,11 +159,6 @@ impl Registry {
             .by_key
             .insert((upstream.to_string(), addr), state.clone());
         state
-    }
-
-    /// Highest id handed out so far, plus one: the size of per-worker arrays indexed by id.
-    pub fn id_bound(&self) -> u32 {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).next_id
     }
 
     /// Forgets servers that are not in `keep` (after a reload removed them), so a server
