@@ -10,13 +10,17 @@ SECS=${2:-5}
 CONNS=${3:-50}
 # RL_CONNS: connections for ringload only (default CONNS), to compare at equal requests in flight.
 RL_CONNS=${RL_CONNS:-$CONNS}
+# SERVE_ARGS: extra `ringload serve` flags, e.g. "--delay 1ms" for a backend that is not the
+# bottleneck (then both tools' latency is the delay plus their own measuring overhead).
+SERVE_ARGS=${SERVE_ARGS:-}
 PORT=${PORT:-18001}
 BIN=${BIN:-target/release/ringload}
 URL="http://127.0.0.1:$PORT/"
 TIMES=$(mktemp)
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
 [ -x "$BIN" ] || cargo build -p ringload --release
-taskset -c 0 "$BIN" serve --listen "127.0.0.1:$PORT" 2>/dev/null &
+# shellcheck disable=SC2086 # SERVE_ARGS is a list of flags
+taskset -c 0 "$BIN" serve --listen "127.0.0.1:$PORT" $SERVE_ARGS 2>/dev/null &
 SERVE=$!
 trap 'kill $SERVE 2>/dev/null; rm -f "$TIMES"' EXIT
 sleep 0.5
