@@ -46,22 +46,46 @@ pub(crate) fn range_of(buf: &[u8], part: &[u8]) -> Range<usize> {
     a as usize..b as usize
 }
 
-/// Hop-by-hop headers (RFC 9110 7.6.1 plus the legacy ones) that a proxy never forwards;
-/// Transfer-Encoding and Content-Length are also dropped because ringlb re-frames every
-/// body itself.
+/// A hop-by-hop header (RFC 9110 7.6.1 plus the legacy ones), which a proxy never
+/// forwards; Transfer-Encoding and Content-Length are among them because ringlb re-frames
+/// every body itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    Te,
+    Trailer,
+    Upgrade,
+    Connection,
+    KeepAlive,
+    ContentLength,
+    ProxyConnection,
+    TransferEncoding,
+    ProxyAuthenticate,
+}
+
+/// Which hop-by-hop header `name` is, if any: one comparison tells the parsers both
+/// whether to drop a header and which framing header it is.
+#[inline]
+pub fn hop_header(name: &[u8]) -> Option<Hop> {
+    // Dispatch on the length first: most headers are ruled out without comparing bytes.
+    let is = |h: &[u8]| name.eq_ignore_ascii_case(h);
+    let hop = match name.len() {
+        2 if is(b"te") => Hop::Te,
+        7 if is(b"trailer") => Hop::Trailer,
+        7 if is(b"upgrade") => Hop::Upgrade,
+        10 if is(b"connection") => Hop::Connection,
+        10 if is(b"keep-alive") => Hop::KeepAlive,
+        14 if is(b"content-length") => Hop::ContentLength,
+        16 if is(b"proxy-connection") => Hop::ProxyConnection,
+        17 if is(b"transfer-encoding") => Hop::TransferEncoding,
+        18 if is(b"proxy-authenticate") => Hop::ProxyAuthenticate,
+        _ => return None,
+    };
+    Some(hop)
+}
+
 #[inline]
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    // Dispatch on the length first: most headers are ruled out without comparing bytes.
-    match name.len() {
-        2 => name.eq_ignore_ascii_case(b"te"),
-        7 => name.eq_ignore_ascii_case(b"trailer") || name.eq_ignore_ascii_case(b"upgrade"),
-        10 => name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive"),
-        14 => name.eq_ignore_ascii_case(b"content-length"),
-        16 => name.eq_ignore_ascii_case(b"proxy-connection"),
-        17 => name.eq_ignore_ascii_case(b"transfer-encoding"),
-        18 => name.eq_ignore_ascii_case(b"proxy-authenticate"),
-        _ => false,
-    }
+    hop_header(name).is_some()
 }
 
 /// Whether the comma-separated `list` has `token` (case-insensitive, as Connection and

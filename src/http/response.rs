@@ -1,6 +1,6 @@
 //! Response heads from backends: parsed into offsets; framing decided per RFC 9112 6.3.
 
-use super::{has_token, is_hop_by_hop, span_of, trim, HeaderSpan, MAX_HEADERS};
+use super::{has_token, hop_header, span_of, trim, HeaderSpan, Hop, MAX_HEADERS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseBody {
@@ -88,17 +88,17 @@ pub fn parse(
             name: span_of(buf, name),
             value: span_of(buf, value),
         });
-        if !is_hop_by_hop(name) {
+        let Some(hop) = hop_header(name) else {
             continue;
-        }
-        if name.eq_ignore_ascii_case(b"content-length") {
+        };
+        if hop == Hop::ContentLength {
             verbatim &= content_length.is_none() && is_canonical_number(value);
             let n = parse_length(value).ok_or(InvalidResponse("invalid Content-Length"))?;
             if content_length.is_some_and(|c| c != n) {
                 return Err(InvalidResponse("conflicting Content-Length"));
             }
             content_length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if hop == Hop::TransferEncoding {
             verbatim = false;
             let last = value.rsplit(|&b| b == b',').next().map(trim).unwrap_or(b"");
             if last.eq_ignore_ascii_case(b"chunked") {
@@ -106,7 +106,7 @@ pub fn parse(
             } else {
                 other_coding = true;
             }
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if hop == Hop::Connection {
             close |= has_token(value, b"close");
             keep_alive_token |= has_token(value, b"keep-alive");
             head.connection = Some(span_of(buf, value));

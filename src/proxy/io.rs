@@ -53,11 +53,30 @@ pub async fn send<S: AsyncWriteRent + AsRawFd>(
         return (Ok(()), buf);
     }
     let armed = watch.arm(s.as_raw_fd());
-    let (r, slice) = s.write_all(buf.slice(range)).await;
+    // A loop over single writes rather than monoio's `write_all`: one future layer less on
+    // every send, and a send to a socket with buffer space completes in one pass. A deadline
+    // that passes mid-way shuts the socket down, which ends the loop with an error.
+    let (mut pos, end) = (range.start, range.end);
+    let mut buf = buf;
+    let r = loop {
+        let (r, slice) = s.write(buf.slice(pos..end)).await;
+        buf = slice.into_inner();
+        match r {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                pos += n;
+                if pos == end {
+                    break Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
     if armed.fired() {
-        return (Err(IoFail::Timeout), slice.into_inner());
+        return (Err(IoFail::Timeout), buf);
     }
-    (r.map(|_| ()).map_err(IoFail::Io), slice.into_inner())
+    (r.map_err(IoFail::Io), buf)
 }
 
 /// Reads once, appending to `buf`, with a timer for its deadline: for the tunnel, whose

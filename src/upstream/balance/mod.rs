@@ -110,34 +110,49 @@ pub enum PickError {
 }
 
 /// The servers already tried for one request (nginx's `tried` bitmap). Reused across the
-/// requests of a connection, so it allocates only when a connection first meets an upstream
-/// of more than 64 servers.
+/// requests of a connection; the first 64 servers live inline, so only an upstream of more
+/// than 64 servers ever allocates.
 #[derive(Debug, Default)]
 pub struct Tried {
-    words: Vec<u64>,
+    first: u64,
+    rest: Vec<u64>,
 }
 
 impl Tried {
     pub fn reset(&mut self, peers: usize) {
-        let n = peers.div_ceil(64).max(1);
-        self.words.clear();
-        self.words.resize(n, 0);
+        self.first = 0;
+        if peers > 64 {
+            self.rest.clear();
+            self.rest.resize((peers - 64).div_ceil(64), 0);
+        } else if !self.rest.is_empty() {
+            self.rest.clear();
+        }
     }
 
     pub fn has(&self, i: usize) -> bool {
-        self.words
-            .get(i / 64)
+        if i < 64 {
+            return self.first & (1 << i) != 0;
+        }
+        self.rest
+            .get((i - 64) / 64)
             .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     pub fn set(&mut self, i: usize) {
-        if let Some(w) = self.words.get_mut(i / 64) {
+        if i < 64 {
+            self.first |= 1 << i;
+        } else if let Some(w) = self.rest.get_mut((i - 64) / 64) {
             *w |= 1 << (i % 64);
         }
     }
 
     pub fn count(&self) -> usize {
-        self.words.iter().map(|w| w.count_ones() as usize).sum()
+        self.first.count_ones() as usize
+            + self
+                .rest
+                .iter()
+                .map(|w| w.count_ones() as usize)
+                .sum::<usize>()
     }
 }
 
@@ -294,6 +309,25 @@ impl Selector {
             single: up.peers.len() == 1,
             panic: in_panic(up, now_ms),
         };
+        if up.peers.len() == 1 && up.primaries == 1 {
+            // A lone server (nginx's `peers->single`): no method has anything to choose, so
+            // only whether it may take the request is asked; the walk below would reach the
+            // same answer through the method's tables.
+            let peer = &up.peers[0];
+            if !tried.has(0) && primary.admits(peer, &mut skips) {
+                if acquire(peer) {
+                    admit_probe(peer, now_ms);
+                    return Ok(0);
+                }
+                skips.full = true;
+                tried.set(0);
+            }
+            return Err(if skips.full {
+                PickError::AllFull
+            } else {
+                PickError::NoLive
+            });
+        }
         let backup = Gate {
             now_ms,
             single: false,
