@@ -79,6 +79,11 @@ pub struct LoadArgs {
     /// Run this long before measuring; those requests are not counted
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub warmup: Duration,
+    /// Open loop: send-time resolution. A request leaves at most this long after it is
+    /// due (and its latency counts that wait); requests due within one step share a wake-up,
+    /// so a finer step costs the generator more CPU
+    #[arg(long, default_value = "100us", value_parser = parse_duration)]
+    pub pace: Duration,
     /// Print one JSON object on stdout instead of the text report
     #[arg(long)]
     pub json: bool,

@@ -34,9 +34,8 @@ pub async fn run_connection(worker: Rc<Worker>) {
     let mut reader = ResponseReader::new();
     while let Some(ticket) = worker.next_ticket() {
         if let Some(due) = ticket.due {
-            let now = Instant::now();
-            if due > now {
-                monoio::time::sleep(due - now).await;
+            if due > Instant::now() {
+                monoio::time::sleep_until_precise(plan.wake_at(due)).await;
             }
         }
         let sent = Instant::now();

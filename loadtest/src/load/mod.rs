@@ -48,6 +48,9 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         }
         (None, None) => Vec::new(),
     };
+    if args.pace.is_zero() {
+        bail!("--pace 0: the send-time resolution must be above zero (e.g. 100us)");
+    }
     if let Some(rate) = args.rate {
         if !(rate.is_finite() && rate > 0.0) {
             bail!("-R {rate}: the rate must be a positive number of requests per second");
@@ -90,6 +93,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         limit: args.requests,
         claimed: AtomicU64::new(0),
         stop,
+        pace: args.pace,
     });
 
     let counters: Vec<Arc<Progress>> = (0..threads)

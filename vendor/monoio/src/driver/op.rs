@@ -17,6 +17,8 @@ mod poll;
 mod read;
 mod recv;
 mod send;
+#[cfg(target_os = "linux")]
+mod timeout;
 mod write;
 
 #[cfg(unix)]
