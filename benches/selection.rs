@@ -3,7 +3,8 @@
 //! workers would), to show that the shared atomics do not collapse under contention.
 //!
 //! Each pick is a whole request's worth of selection: reset `tried`, pick (which counts the
-//! request active), release. Run: `cargo bench --bench selection`; results in SELECTION.md.
+//! request active), release. Run: `cargo bench --bench selection`; results in BENCHMARKS.md
+//! ("Selection cost").
 
 use std::hint::black_box;
 use std::net::IpAddr;
