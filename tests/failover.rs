@@ -14,16 +14,25 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::client::Conn;
+use common::proxy::server;
 use common::{free_port, Backend, Behavior, Proxy};
 
 const INTERVAL_MS: u64 = 200;
 const PASSES: u64 = 2;
 
-/// A config with three knobs: the upstream's extra lines, its servers, a health check.
-fn config(port: u16, backends: &[&Backend], upstream_extra: &str, health: bool) -> String {
+/// A config with four knobs: its servers, their options (`extras`, missing ones empty), the
+/// upstream's extra lines, a health check.
+fn config(
+    port: u16,
+    backends: &[&Backend],
+    extras: &[&str],
+    upstream_extra: &str,
+    health: bool,
+) -> String {
     let servers: Vec<String> = backends
         .iter()
-        .map(|b| format!("  {{ addr = \"{}\" }}", b.addr))
+        .zip(extras.iter().chain(std::iter::repeat(&"")))
+        .map(|(b, e)| server(b.addr, e))
         .collect();
     let hc = if health {
         format!(
@@ -67,10 +76,13 @@ servers = [
     )
 }
 
-fn start(backends: &[&Backend], upstream_extra: &str, health: bool) -> Proxy {
+fn start(backends: &[&Backend], extras: &[&str], upstream_extra: &str, health: bool) -> Proxy {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    Proxy::start(&config(port, backends, upstream_extra, health), addr)
+    Proxy::start(
+        &config(port, backends, extras, upstream_extra, health),
+        addr,
+    )
 }
 
 /// What the load saw.
@@ -234,7 +246,7 @@ fn killed_backend_costs_no_request_and_gets_traffic_back_after_restart() {
         Backend::start("b"),
         Backend::start("c"),
     );
-    let proxy = start(&[&a, &b, &c], "", true);
+    let proxy = start(&[&a, &b, &c], &[], "", true);
     let load = Load::start(proxy.addr, 8);
     assert!(when(Duration::from_secs(5), || load.from("c") > 20).is_some());
 
@@ -307,7 +319,7 @@ fn hung_backend_is_ejected_and_its_requests_retried() {
         Backend::start("b"),
         Backend::start("c"),
     );
-    let proxy = start(&[&a, &b, &c], "", true);
+    let proxy = start(&[&a, &b, &c], &[], "", true);
     let load = Load::start(proxy.addr, 8);
     assert!(when(Duration::from_secs(5), || c.requests() > 20).is_some());
 
@@ -364,6 +376,7 @@ fn backend_503s_are_retried_while_others_are_up() {
     c.set_behavior(Behavior::Fail503);
     let proxy = start(
         &[&a, &b, &c],
+        &[],
         r#"next_upstream = ["error", "timeout", "http_503"]"#,
         true,
     );
@@ -395,13 +408,7 @@ fn post(addr: SocketAddr, id: usize) -> common::client::Response {
 fn posts_are_not_retried_once_sent() {
     let (good, bad) = (Backend::start("good"), Backend::start("bad"));
     // max_fails = 0 keeps the failing server in rotation, so several POSTs reach it.
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let cfg = config(port, &[&good, &bad], "", false).replace(
-        &format!("{{ addr = \"{}\" }}", bad.addr),
-        &format!("{{ addr = \"{}\", max_fails = 0 }}", bad.addr),
-    );
-    let proxy = Proxy::start(&cfg, addr);
+    let proxy = start(&[&good, &bad], &["", "max_fails = 0"], "", false);
     // Warm pooled connections to `bad`, so that some POSTs go out on a reused connection
     // (which must not be replayed either).
     for _ in 0..8 {
@@ -434,13 +441,7 @@ fn without_health_check_a_connect_probe_ends_a_passive_ejection() {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
     // fail_timeout would keep a restarted server out for 3 s; the connect probe (every
     // min(1 s, fail_timeout / 2)) lets it back sooner.
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let cfg = config(port, &[&a, &b], "", false).replace(
-        &format!("{{ addr = \"{}\" }}", b.addr),
-        &format!("{{ addr = \"{}\", fail_timeout = \"3s\" }}", b.addr),
-    );
-    let proxy = Proxy::start(&cfg, addr);
+    let proxy = start(&[&a, &b], &["", "fail_timeout = \"3s\""], "", false);
     let load = Load::start(proxy.addr, 4);
     // Past the first fail_timeout of the process's life, so the probe ends the ejection
     // with a single trial request.

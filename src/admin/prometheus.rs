@@ -169,27 +169,19 @@ pub fn render(process: &Process) -> String {
     );
     let _ = writeln!(o, "ringlb_client_connections{{state=\"idle\"}} {idle}");
 
-    header(
+    single(
         &mut o,
         "ringlb_client_connections_accepted_total",
         "counter",
         "Client connections accepted since start.",
+        metrics::sum(&process.stats, |s| &s.clients_accepted),
     );
-    let _ = writeln!(
-        o,
-        "ringlb_client_connections_accepted_total {}",
-        metrics::sum(&process.stats, |s| &s.clients_accepted)
-    );
-    header(
+    single(
         &mut o,
         "ringlb_client_requests_total",
         "counter",
         "Request heads read from clients since start.",
-    );
-    let _ = writeln!(
-        o,
-        "ringlb_client_requests_total {}",
-        metrics::sum(&process.stats, |s| &s.requests)
+        metrics::sum(&process.stats, |s| &s.requests),
     );
 
     header(
@@ -208,16 +200,27 @@ pub fn render(process: &Process) -> String {
         "ringlb_config_reloads_total{{result=\"error\"}} {}",
         process.reloads_failed.load(Ordering::Relaxed)
     );
-    header(
+    single(
         &mut o,
         "ringlb_config_generation",
         "gauge",
         "Generation of the configuration the workers run (1 at start, +1 per reload).",
+        process.generation(),
     );
-    let _ = writeln!(o, "ringlb_config_generation {}", process.generation());
-    header(&mut o, "ringlb_workers", "gauge", "Worker threads.");
-    let _ = writeln!(o, "ringlb_workers {}", process.workers);
+    single(
+        &mut o,
+        "ringlb_workers",
+        "gauge",
+        "Worker threads.",
+        process.workers as u64,
+    );
     o
+}
+
+/// A series without labels: its HELP and TYPE lines and its one sample.
+fn single(o: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    header(o, name, kind, help);
+    let _ = writeln!(o, "{name} {value}");
 }
 
 fn header(o: &mut String, name: &str, kind: &str, help: &str) {

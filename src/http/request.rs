@@ -2,7 +2,7 @@
 //! rules so that nothing ambiguous is ever forwarded (request smuggling).
 
 use super::response;
-use super::{has_token, is_hop_by_hop, range_of, span_of, trim, HeaderSpan, MAX_HEADERS};
+use super::{has_token, hop_header, range_of, span_of, trim, HeaderSpan, Hop, MAX_HEADERS};
 
 /// Longest request target: nginx answers 414 when the request line outgrows its 8 KiB
 /// large header buffer.
@@ -202,11 +202,12 @@ pub fn parse(buf: &[u8], head: &mut RequestHead) -> Result<bool, RequestError> {
         // might read differently): a header line ends right before the next name.
         let start = name_span.0 as usize;
         verbatim &= start >= 2 && &buf[start - 2..start] == b"\r\n";
-        if is_hop_by_hop(name) {
-            verbatim &= name.len() == 14 && response::is_canonical_number(value);
+        let hop = hop_header(name);
+        if hop.is_some() {
+            verbatim &= hop == Some(Hop::ContentLength) && response::is_canonical_number(value);
         }
-        match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => {
+        match hop {
+            None if name.eq_ignore_ascii_case(b"host") => {
                 host_headers += 1;
                 if host_headers > 1 {
                     return Err(RequestError::Bad("more than one Host header"));
@@ -218,15 +219,15 @@ pub fn parse(buf: &[u8], head: &mut RequestHead) -> Result<bool, RequestError> {
                     head.host = Some(span_of(buf, trim(value)));
                 }
             }
-            6 if name.eq_ignore_ascii_case(b"expect") => {
+            None if name.eq_ignore_ascii_case(b"expect") => {
                 if trim(value).eq_ignore_ascii_case(b"100-continue") {
                     head.expect_continue = true;
                 } else {
                     return Err(RequestError::Bad("unsupported Expect"));
                 }
             }
-            7 if name.eq_ignore_ascii_case(b"upgrade") => upgrade_header = true,
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            Some(Hop::Upgrade) => upgrade_header = true,
+            Some(Hop::Connection) => {
                 if has_token(value, b"close") {
                     close = true;
                 }
@@ -238,7 +239,7 @@ pub fn parse(buf: &[u8], head: &mut RequestHead) -> Result<bool, RequestError> {
                 }
                 head.connection = Some(span_of(buf, value));
             }
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            Some(Hop::ContentLength) => {
                 if content_length.is_some() {
                     return Err(RequestError::Bad("more than one Content-Length"));
                 }
@@ -247,7 +248,7 @@ pub fn parse(buf: &[u8], head: &mut RequestHead) -> Result<bool, RequestError> {
                         .ok_or(RequestError::Bad("invalid Content-Length"))?,
                 );
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            Some(Hop::TransferEncoding) => {
                 if chunked {
                     return Err(RequestError::Bad("more than one Transfer-Encoding"));
                 }

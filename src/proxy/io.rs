@@ -30,16 +30,23 @@ pub async fn recv<S: AsyncReadRent + AsRawFd>(
     mut buf: Vec<u8>,
     watch: Watch,
 ) -> (Result<usize, IoFail>, Vec<u8>) {
-    let len = buf.len();
-    if buf.capacity() - len < MIN_READ {
-        buf.reserve(MIN_READ.max(len));
-    }
+    let len = make_room(&mut buf);
     let armed = watch.arm(s.as_raw_fd());
     let (r, slice) = s.read(buf.slice_mut(len..)).await;
     if armed.fired() {
         return (Err(IoFail::Timeout), slice.into_inner());
     }
     (r.map_err(IoFail::Io), slice.into_inner())
+}
+
+/// Ensures `buf` has room for a read of at least [`MIN_READ`] after its contents (growing by
+/// at least its length, so repeated reads double it); returns where the read goes.
+fn make_room(buf: &mut Vec<u8>) -> usize {
+    let len = buf.len();
+    if buf.capacity() - len < MIN_READ {
+        buf.reserve(MIN_READ.max(len));
+    }
+    len
 }
 
 /// Writes `buf[range]` completely, watched by the worker's watchdog.
@@ -87,10 +94,7 @@ pub async fn read_append<S: AsyncReadRent>(
     mut buf: Vec<u8>,
     deadline: Instant,
 ) -> (Result<usize, IoFail>, Vec<u8>) {
-    let len = buf.len();
-    if buf.capacity() - len < MIN_READ {
-        buf.reserve(MIN_READ.max(len));
-    }
+    let len = make_room(&mut buf);
     match monoio::time::timeout_at(deadline.into(), s.read(buf.slice_mut(len..))).await {
         Ok((Ok(n), slice)) => (Ok(n), slice.into_inner()),
         Ok((Err(e), slice)) => (Err(IoFail::Io(e)), slice.into_inner()),

@@ -220,6 +220,21 @@ mod tests {
         &up.peers[ring_owner(&up.pre.ring, key).unwrap()].cfg.name
     }
 
+    /// The keys `/key/0`..`/key/9999` whose owner differs between two rings: (key, owner in
+    /// `from`, owner in `to`).
+    fn remapped<'a>(from: &'a Upstream, to: &'a Upstream) -> Vec<(String, &'a str, &'a str)> {
+        (0..10_000)
+            .map(|k| format!("/key/{k}"))
+            .filter_map(|key| {
+                let (a, b) = (
+                    owner_name(from, key.as_bytes()),
+                    owner_name(to, key.as_bytes()),
+                );
+                (a != b).then_some((key, a, b))
+            })
+            .collect()
+    }
+
     fn pick_key(sel: &mut Selector, up: &Upstream, key: &[u8]) -> usize {
         let inp = PickInput {
             client_ip: "127.0.0.1".parse().unwrap(),
@@ -305,18 +320,11 @@ mod tests {
     fn ketama_removing_one_of_ten_remaps_only_its_keys() {
         let ten = chash((1..=10).map(|p| server(p, 1)).collect());
         let nine = chash((1..=10).filter(|&p| p != 4).map(|p| server(p, 1)).collect());
-        let mut moved = 0;
-        for k in 0..10_000 {
-            let key = format!("/key/{k}");
-            let (a, b) = (
-                owner_name(&ten, key.as_bytes()),
-                owner_name(&nine, key.as_bytes()),
-            );
-            if a != b {
-                assert_eq!(a, "127.0.0.1:4", "{key} moved off a server that stayed");
-                moved += 1;
-            }
+        let moves = remapped(&ten, &nine);
+        for (key, a, _) in &moves {
+            assert_eq!(*a, "127.0.0.1:4", "{key} moved off a server that stayed");
         }
+        let moved = moves.len();
         assert!(moved <= 1500, "{moved} of 10000 keys moved");
         assert!(moved >= 500, "{moved} of 10000 keys moved");
     }
@@ -329,21 +337,14 @@ mod tests {
                 .map(|p| server(p, if p == 1 { 2 } else { 1 }))
                 .collect(),
         );
-        let mut moved = 0;
-        for k in 0..10_000 {
-            let key = format!("/key/{k}");
-            let (a, b) = (
-                owner_name(&base, key.as_bytes()),
-                owner_name(&heavier, key.as_bytes()),
+        let moves = remapped(&base, &heavier);
+        for (key, _, b) in &moves {
+            assert_eq!(
+                *b, "127.0.0.1:1",
+                "{key} moved to a server that did not grow"
             );
-            if a != b {
-                assert_eq!(
-                    b, "127.0.0.1:1",
-                    "{key} moved to a server that did not grow"
-                );
-                moved += 1;
-            }
         }
+        let moved = moves.len();
         // Server 1's share goes from 1/10 to 2/11: about 818 of 10000 keys move to it.
         assert!((500..=1250).contains(&moved), "{moved} keys moved");
     }

@@ -103,31 +103,22 @@ impl<T: IoBufMut> OpAble for Recv<T> {
         // cancellation point and pays for that on every call; nothing here uses
         // pthread cancellation.
         #[cfg(target_os = "linux")]
-        let res = unsafe {
-            libc::syscall(
-                libc::SYS_recvfrom,
-                fd,
-                self.buf.write_ptr(),
-                self.buf.bytes_total().min(u32::MAX as usize),
-                0,
-                std::ptr::null_mut::<libc::sockaddr>(),
-                std::ptr::null_mut::<libc::socklen_t>(),
-            )
-        };
+        return syscall_u32!(syscall(
+            libc::SYS_recvfrom,
+            fd,
+            self.buf.write_ptr(),
+            self.buf.bytes_total().min(u32::MAX as usize),
+            0,
+            std::ptr::null_mut::<libc::sockaddr>(),
+            std::ptr::null_mut::<libc::socklen_t>(),
+        ));
         #[cfg(not(target_os = "linux"))]
-        let res = unsafe {
-            libc::recv(
-                fd,
-                self.buf.write_ptr() as _,
-                self.buf.bytes_total().min(u32::MAX as usize),
-                0,
-            )
-        } as i64;
-        if res < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(res as u32)
-        }
+        syscall_u32!(recv(
+            fd,
+            self.buf.write_ptr() as _,
+            self.buf.bytes_total().min(u32::MAX as usize),
+            0
+        ))
     }
 
     #[cfg(all(any(feature = "legacy", feature = "poll-io"), unix))]

@@ -103,24 +103,22 @@ impl<T: IoBuf> OpAble for Send<T> {
 
         // ringlb patch: the raw system call (see `Recv::legacy_call`).
         #[cfg(target_os = "linux")]
-        let res = unsafe {
-            libc::syscall(
-                libc::SYS_sendto,
-                fd,
-                self.buf.read_ptr(),
-                self.buf.bytes_init(),
-                flags,
-                std::ptr::null::<libc::sockaddr>(),
-                0 as libc::socklen_t,
-            )
-        };
+        return syscall_u32!(syscall(
+            libc::SYS_sendto,
+            fd,
+            self.buf.read_ptr(),
+            self.buf.bytes_init(),
+            flags,
+            std::ptr::null::<libc::sockaddr>(),
+            0 as libc::socklen_t,
+        ));
         #[cfg(not(target_os = "linux"))]
-        let res = unsafe { libc::send(fd, self.buf.read_ptr() as _, self.buf.bytes_init(), flags) } as i64;
-        if res < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(res as u32)
-        }
+        syscall_u32!(send(
+            fd,
+            self.buf.read_ptr() as _,
+            self.buf.bytes_init(),
+            flags
+        ))
     }
 
     #[cfg(all(any(feature = "legacy", feature = "poll-io"), windows))]
