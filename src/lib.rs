@@ -6,6 +6,7 @@
 //! - [`config`]: the TOML file -> a validated [`config::Config`].
 //! - [`runtime`]: worker threads (pinned, one monoio runtime each), listeners, shutdown.
 //! - [`proxy`]: one client connection: read request, route, forward, stream back.
+//! - [`h2`]: downstream HTTP/2: the connection loop, streams as exchanges, flood budget.
 //! - [`http`]: request/response heads, body framing, header rewriting.
 //! - [`upstream`]: the published snapshot of upstreams, servers' live state, balancing.
 //! - [`pool`]: the per-worker idle upstream connection pool.
@@ -13,14 +14,17 @@
 //! - [`admin`]: `/metrics`, `/status` and the HTML status page.
 //! - [`metrics`]: per-worker counters and how they are summed.
 //! - [`access_log`]: per-worker access log buffers and the thread that writes them.
+//! - [`tls`]: TLS termination: certificates, SNI, handshakes, the TLS stream.
 
 pub mod access_log;
 pub mod admin;
 pub mod config;
 pub mod control;
+pub mod h2;
 pub mod http;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;
 pub mod runtime;
+pub mod tls;
 pub mod upstream;
