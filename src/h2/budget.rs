@@ -159,6 +159,10 @@ struct Framer {
     have: usize,
     /// Payload bytes of the current frame still to pass.
     skip: u64,
+    /// No frame has been seen yet (the first must be SETTINGS).
+    first: bool,
+    /// Inside a SETTINGS payload: the bytes of the current (identifier, value) pair.
+    setting: Option<([u8; 6], usize)>,
 }
 
 impl Framer {
@@ -168,6 +172,8 @@ impl Framer {
             head: [0; FRAME_HEADER],
             have: 0,
             skip: 0,
+            first: true,
+            setting: None,
         }
     }
 
@@ -178,7 +184,7 @@ impl Framer {
         bytes: &[u8],
         budget: &mut Budget,
         now: Instant,
-    ) -> Result<(), (usize, Abuse)> {
+    ) -> Result<(), (usize, Cut)> {
         let mut i = 0;
         while i < bytes.len() {
             if self.preface_left > 0 {
@@ -186,9 +192,28 @@ impl Framer {
                 self.preface_left -= n as u8;
                 i += n;
             } else if self.skip > 0 {
-                let n = self.skip.min((bytes.len() - i) as u64);
-                self.skip -= n;
-                i += n as usize;
+                let n = self.skip.min((bytes.len() - i) as u64) as usize;
+                if let Some((pair, have)) = &mut self.setting {
+                    // SETTINGS values h2 refuses with the wrong code (see `Cut::FlowControl`).
+                    // The frame is cut before its last byte, so h2 never sees it whole.
+                    for (k, &b) in bytes[i..i + n].iter().enumerate() {
+                        pair[*have] = b;
+                        *have += 1;
+                        if *have == 6 {
+                            *have = 0;
+                            let id = u16::from_be_bytes([pair[0], pair[1]]);
+                            let v = u32::from_be_bytes([pair[2], pair[3], pair[4], pair[5]]);
+                            if id == 4 && v > 0x7fff_ffff {
+                                return Err((i + k, Cut::FlowControl));
+                            }
+                        }
+                    }
+                }
+                self.skip -= n as u64;
+                i += n;
+                if self.skip == 0 {
+                    self.setting = None;
+                }
             } else {
                 let start = i.saturating_sub(self.have);
                 let n = (FRAME_HEADER - self.have).min(bytes.len() - i);
@@ -197,9 +222,16 @@ impl Framer {
                 i += n;
                 if self.have == FRAME_HEADER {
                     self.have = 0;
-                    budget.charge(&self.head, now).map_err(|a| (start, a))?;
+                    let first = std::mem::replace(&mut self.first, false);
+                    check(&self.head, first).map_err(|c| (start, c))?;
+                    budget
+                        .charge(&self.head, now)
+                        .map_err(|a| (start, Cut::Abuse(a)))?;
                     self.skip =
                         u32::from_be_bytes([0, self.head[0], self.head[1], self.head[2]]) as u64;
+                    if self.head[3] == 4 && self.head[4] & 1 == 0 && self.skip > 0 {
+                        self.setting = Some(([0; 6], 0));
+                    }
                 }
             }
         }
@@ -207,14 +239,66 @@ impl Framer {
     }
 }
 
+/// Why a connection is cut off by this layer rather than by `h2`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Over budget: GOAWAY ENHANCE_YOUR_CALM.
+    Abuse(Abuse),
+    /// A frame whose length its type does not allow: GOAWAY FRAME_SIZE_ERROR (RFC 9113 4.2;
+    /// `h2` answers these with PROTOCOL_ERROR).
+    FrameSize,
+    /// SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1: GOAWAY FLOW_CONTROL_ERROR (RFC 9113
+    /// 6.5.2; `h2` says PROTOCOL_ERROR). The SETTINGS frame is let through up to the bad
+    /// value, which never reaches `h2`.
+    FlowControl,
+    /// The first frame is not SETTINGS: GOAWAY PROTOCOL_ERROR (RFC 9113 3.4; `h2` accepts
+    /// any frame first).
+    Preface,
+}
+
+impl Cut {
+    pub fn reason(self) -> h2::Reason {
+        match self {
+            Cut::Abuse(_) => h2::Reason::ENHANCE_YOUR_CALM,
+            Cut::FrameSize => h2::Reason::FRAME_SIZE_ERROR,
+            Cut::FlowControl => h2::Reason::FLOW_CONTROL_ERROR,
+            Cut::Preface => h2::Reason::PROTOCOL_ERROR,
+        }
+    }
+}
+
+/// The length rules of RFC 9113 section 6 for frames of fixed size, and 3.4's first frame.
+fn check(head: &[u8; FRAME_HEADER], first: bool) -> Result<(), Cut> {
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]);
+    let (kind, flags) = (head[3], head[4]);
+    const ACK: u8 = 0x1;
+    if first && (kind != 4 || flags & ACK != 0) {
+        return Err(Cut::Preface);
+    }
+    let ok = match kind {
+        2 => len == 5,                     // PRIORITY (6.3)
+        3 | 8 => len == 4,                 // RST_STREAM (6.4), WINDOW_UPDATE (6.9)
+        4 if flags & ACK != 0 => len == 0, // SETTINGS ACK (6.5)
+        4 => len % 6 == 0,                 // SETTINGS (6.5)
+        6 => len == 8,                     // PING (6.7)
+        7 => len >= 8,                     // GOAWAY (6.8)
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Cut::FrameSize)
+    }
+}
+
 /// Where the abuse verdict waits for the connection's driver.
 #[derive(Debug, Default)]
 pub struct AbuseSignal {
-    state: RefCell<(Option<Abuse>, Option<Waker>)>,
+    state: RefCell<(Option<Cut>, Option<Waker>)>,
 }
 
 impl AbuseSignal {
-    fn raise(&self, abuse: Abuse) {
+    fn raise(&self, abuse: Cut) {
         let mut s = self.state.borrow_mut();
         if s.0.is_none() {
             s.0 = Some(abuse);
@@ -224,12 +308,12 @@ impl AbuseSignal {
         }
     }
 
-    pub fn get(&self) -> Option<Abuse> {
+    pub fn get(&self) -> Option<Cut> {
         self.state.borrow().0
     }
 
-    /// Completes when the connection is found abusive.
-    pub async fn wait(&self) -> Abuse {
+    /// Completes when the connection is to be cut off.
+    pub async fn wait(&self) -> Cut {
         poll_fn(|cx| {
             let mut s = self.state.borrow_mut();
             match s.0 {
@@ -247,14 +331,17 @@ impl AbuseSignal {
 /// The connection's I/O as `h2` sees it: reads are scanned and cut at the first frame over
 /// budget; writes pass through.
 pub struct Guarded<IO> {
-    io: IO,
+    /// Shared with the connection's driver, which drains the socket after a cut-off GOAWAY
+    /// (once `h2` is gone) so that closing it does not reset the connection before the
+    /// client has read the GOAWAY.
+    io: Rc<RefCell<IO>>,
     framer: Framer,
     budget: Budget,
     signal: Rc<AbuseSignal>,
 }
 
 impl<IO> Guarded<IO> {
-    pub fn new(io: IO, signal: Rc<AbuseSignal>) -> Guarded<IO> {
+    pub fn new(io: Rc<RefCell<IO>>, signal: Rc<AbuseSignal>) -> Guarded<IO> {
         Guarded {
             io,
             framer: Framer::new(),
@@ -276,16 +363,16 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
             return Poll::Pending;
         }
         let before = buf.filled().len();
-        std::task::ready!(Pin::new(&mut me.io).poll_read(cx, buf))?;
+        std::task::ready!(Pin::new(&mut *me.io.borrow_mut()).poll_read(cx, buf))?;
         let new = &buf.filled()[before..];
         if new.is_empty() {
             return Poll::Ready(Ok(()));
         }
         match me.framer.scan(new, &mut me.budget, Instant::now()) {
             Ok(()) => Poll::Ready(Ok(())),
-            Err((keep, abuse)) => {
+            Err((keep, cut)) => {
                 buf.set_filled(before + keep);
-                me.signal.raise(abuse);
+                me.signal.raise(cut);
                 if keep == 0 {
                     Poll::Pending
                 } else {
@@ -302,7 +389,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        Pin::new(&mut *self.io.borrow_mut()).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -310,19 +397,19 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        Pin::new(&mut *self.io.borrow_mut()).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        self.io.borrow().is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        Pin::new(&mut *self.io.borrow_mut()).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        Pin::new(&mut *self.io.borrow_mut()).poll_shutdown(cx)
     }
 }
 
@@ -349,6 +436,7 @@ mod tests {
     #[test]
     fn frames_are_found_across_arbitrary_pieces() {
         let mut input = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        input.extend(frame(4, 0, 0));
         for _ in 0..100 {
             input.extend(frame(6, 0, 8));
         }
@@ -359,10 +447,27 @@ mod tests {
             f.scan(piece, &mut b, now).unwrap();
         }
         assert_eq!(b.counts[0], 100);
+        assert_eq!(b.counts[1], 1);
         input.clear();
         input.extend(frame(6, 0, 8));
         let r = f.scan(&input, &mut b, now);
-        assert_eq!(r, Err((0, Abuse::PingFlood)));
+        assert_eq!(r, Err((0, Cut::Abuse(Abuse::PingFlood))));
+    }
+
+    #[test]
+    fn fixed_size_frames_and_the_first_frame_are_checked() {
+        let head =
+            |kind, flags, len| -> [u8; 9] { frame(kind, flags, len)[..9].try_into().unwrap() };
+        assert_eq!(check(&head(6, 0, 8), true), Err(Cut::Preface));
+        assert_eq!(check(&head(4, 1, 0), true), Err(Cut::Preface));
+        assert_eq!(check(&head(4, 0, 6), true), Ok(()));
+        assert_eq!(check(&head(6, 0, 7), false), Err(Cut::FrameSize));
+        assert_eq!(check(&head(4, 0, 5), false), Err(Cut::FrameSize));
+        assert_eq!(check(&head(4, 1, 6), false), Err(Cut::FrameSize));
+        assert_eq!(check(&head(8, 0, 3), false), Err(Cut::FrameSize));
+        assert_eq!(check(&head(2, 0, 4), false), Err(Cut::FrameSize));
+        assert_eq!(check(&head(7, 0, 7), false), Err(Cut::FrameSize));
+        assert_eq!(check(&head(0, 0, 0), false), Ok(()));
     }
 
     #[test]

@@ -6,15 +6,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use h2::Reason;
 use monoio::io::poll_io::{AsyncRead, AsyncWrite};
 
-use super::budget::{Abuse, AbuseSignal, Guarded};
+use super::budget::{Abuse, AbuseSignal, Cut, Guarded};
 use super::exchange::Exchange;
 use crate::metrics::bump;
 
@@ -166,7 +166,7 @@ enum Event {
     Stream(Accepted),
     Shutdown,
     Idle,
-    Abuse(Abuse),
+    Cut(Cut),
 }
 
 /// Serves one HTTP/2 connection (after ALPN chose `h2`) until it ends. Each request stream
@@ -185,9 +185,38 @@ where
     F: Future<Output = ()> + 'static,
 {
     bump(&stats.connections);
-    let since = shutdown.epoch();
     let signal = Rc::new(AbuseSignal::default());
-    let io = Guarded::new(io, signal.clone());
+    let io = Rc::new(RefCell::new(io));
+    let end = drive(
+        Guarded::new(io.clone(), signal.clone()),
+        settings,
+        shutdown,
+        stats,
+        &signal,
+        &mut handler,
+    )
+    .await;
+    if matches!(end, ConnEnd::Abuse(_) | ConnEnd::Error(_)) {
+        linger(&io).await;
+    }
+    end
+}
+
+/// The connection's life from the preface to its end.
+async fn drive<IO, H, F>(
+    io: Guarded<IO>,
+    settings: &H2Settings,
+    shutdown: &Shutdown,
+    stats: &H2Stats,
+    signal: &AbuseSignal,
+    handler: &mut H,
+) -> ConnEnd
+where
+    IO: AsyncRead + AsyncWrite + Unpin + 'static,
+    H: FnMut(Exchange) -> F,
+    F: Future<Output = ()> + 'static,
+{
+    let since = shutdown.epoch();
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(settings.max_concurrent_streams)
@@ -195,16 +224,12 @@ where
         .initial_window_size(settings.initial_stream_window)
         .initial_connection_window_size(settings.initial_connection_window);
     let handshake = builder.handshake::<_, Bytes>(io);
-    let mut conn = monoio::select! {
-        r = monoio::time::timeout(settings.preface_timeout, handshake) => match r {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return ConnEnd::Error(e.to_string()),
-            Err(_) => return ConnEnd::Error("no HTTP/2 preface in time".into()),
-        },
-        a = signal.wait() => {
-            bump(&stats.abuse[a.index()]);
-            return ConnEnd::Abuse(a);
-        }
+    // The preface reaches h2 even when a later frame is cut (the cut keeps what came
+    // before it), so the GOAWAY for that frame goes out from the loop below.
+    let mut conn = match monoio::time::timeout(settings.preface_timeout, handshake).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => return ConnEnd::Error(e.to_string()),
+        Err(_) => return ConnEnd::Error("no HTTP/2 preface in time".into()),
     };
     let mut accepted = 0u64;
     let end = loop {
@@ -212,7 +237,7 @@ where
         let event = monoio::select! {
             s = conn.accept() => Event::Stream(s),
             _ = shutdown.wait(since) => Event::Shutdown,
-            a = signal.wait() => Event::Abuse(a),
+            c = signal.wait() => Event::Cut(c),
             _ = idle_timer(idle, settings.idle_timeout) => Event::Idle,
         };
         match event {
@@ -233,7 +258,7 @@ where
                 };
             }
             Event::Stream(None) => return ConnEnd::Closed,
-            Event::Abuse(a) => return cut_off(conn, a, stats).await,
+            Event::Cut(c) => return cut_off(conn, c, stats).await,
             Event::Shutdown => {
                 conn.graceful_shutdown();
                 break ConnEnd::Shutdown;
@@ -255,26 +280,53 @@ where
     end
 }
 
-/// Sends GOAWAY ENHANCE_YOUR_CALM and gives the connection a moment to flush it.
-async fn cut_off<T, B>(
-    mut conn: h2::server::Connection<T, B>,
-    abuse: Abuse,
-    stats: &H2Stats,
-) -> ConnEnd
+/// Sends GOAWAY with the cut's reason and gives the connection a moment to flush it.
+async fn cut_off<T, B>(mut conn: h2::server::Connection<T, B>, cut: Cut, stats: &H2Stats) -> ConnEnd
 where
     T: AsyncRead + AsyncWrite + Unpin,
     B: bytes::Buf,
 {
     /// Enough to write one frame to a client that reads; one that does not is dropped.
     const FLUSH_GOAWAY: Duration = Duration::from_secs(1);
-    bump(&stats.abuse[abuse.index()]);
-    tracing::info!(
-        reason = abuse.as_str(),
-        "HTTP/2 connection cut off: GOAWAY ENHANCE_YOUR_CALM"
-    );
-    conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+    conn.abrupt_shutdown(cut.reason());
     let _ = monoio::time::timeout(FLUSH_GOAWAY, poll_fn(|cx| conn.poll_closed(cx))).await;
-    ConnEnd::Abuse(abuse)
+    match cut {
+        Cut::Abuse(abuse) => {
+            bump(&stats.abuse[abuse.index()]);
+            tracing::info!(
+                reason = abuse.as_str(),
+                "HTTP/2 connection cut off: GOAWAY ENHANCE_YOUR_CALM"
+            );
+            ConnEnd::Abuse(abuse)
+        }
+        other => ConnEnd::Error(format!("GOAWAY {:?}", other.reason())),
+    }
+}
+
+/// After a GOAWAY for an error: the write side is closed (h2 shut it down after the
+/// GOAWAY); read and drop what the client still sends for a moment, so that closing the
+/// socket with unread input does not reset the connection (and destroy the GOAWAY) before
+/// the client has read it. Bounded in time and bytes: a flood is not drained for long.
+async fn linger<IO: AsyncRead + Unpin>(io: &RefCell<IO>) {
+    const LINGER: Duration = Duration::from_millis(500);
+    const LINGER_MAX_BYTES: usize = 1 << 20;
+    let until = std::time::Instant::now() + LINGER;
+    let mut scratch = vec![0u8; 16 * 1024];
+    let mut drained = 0;
+    while drained < LINGER_MAX_BYTES {
+        let read = poll_fn(|cx| {
+            let mut rb = monoio::io::poll_io::ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *io.borrow_mut()).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        });
+        match monoio::time::timeout_at(until.into(), read).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => return,
+        }
+    }
 }
 
 /// Completes after `after` when the connection is idle; never otherwise.

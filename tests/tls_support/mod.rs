@@ -268,9 +268,15 @@ async fn serve_h1(mut s: tls::TlsStream, worker: usize) {
 
 use monoio::buf::IoBufMut;
 
-/// The HTTP/2 handler: `/slow` waits 500 ms, `/big` sends 1 MiB, a body is counted.
+/// The HTTP/2 handler: `/slow` waits 500 ms, `/big` sends 1 MiB, `/hold` never reads the
+/// body, any other body is counted.
 async fn respond_h2(mut ex: Exchange, worker: usize) {
     let path = ex.head.uri.path().to_string();
+    if path == "/hold" {
+        // Reads nothing: the client's window fills and stays full.
+        monoio::time::sleep(Duration::from_secs(5)).await;
+        return;
+    }
     let mut received = 0usize;
     while let Some(chunk) = ex.body.chunk().await {
         match chunk {
