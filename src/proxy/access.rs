@@ -2,7 +2,9 @@
 //! head before the head's buffer is reused, and handing the finished record to the
 //! worker's log buffers. Runs only for server blocks with `access_log`.
 
-use super::client::Client;
+use std::net::SocketAddr;
+
+use super::exchange::Exchange;
 use super::ProxyCtx;
 use crate::access_log::Record;
 use crate::config::VirtualServer;
@@ -10,12 +12,12 @@ use crate::config::VirtualServer;
 /// Most bytes of a rejected request's first line that are logged.
 const REJECTED_LINE_MAX: usize = 1024;
 
-impl Client {
-    /// Copies the request line, Referer and User-Agent of the parsed head.
-    pub(super) fn capture_head(&mut self) {
+impl Exchange {
+    /// Copies the request line, Referer and User-Agent of the parsed head (in `buf`).
+    pub(super) fn capture_head(&mut self, buf: &[u8]) {
         let log = &mut self.log;
         log.started = Some(std::time::Instant::now());
-        let buf = &self.buf[..self.head.head_len.min(self.buf.len())];
+        let buf = &buf[..self.head.head_len.min(buf.len())];
         let start = self.head.method_span.0 as usize;
         let line = buf[start.min(buf.len())..]
             .split(|&b| b == b'\r' || b == b'\n')
@@ -33,11 +35,10 @@ impl Client {
     }
 
     /// For a request rejected before it parsed: whatever its first line is.
-    pub(super) fn capture_rejected(&mut self) {
+    pub(super) fn capture_rejected(&mut self, buf: &[u8]) {
         let log = &mut self.log;
         log.started = Some(std::time::Instant::now());
-        let line = self
-            .buf
+        let line = buf
             .split(|&b| b == b'\r' || b == b'\n')
             .next()
             .unwrap_or_default();
@@ -46,12 +47,12 @@ impl Client {
     }
 
     /// Writes the current request's line to `vs`'s access log, if it has one.
-    pub(super) fn write_log(&self, ctx: &ProxyCtx, vs: &VirtualServer) {
+    pub(super) fn write_log(&self, ctx: &ProxyCtx, remote: SocketAddr, vs: &VirtualServer) {
         let Some(path) = &vs.access_log else { return };
         let log = &self.log;
         let span = |s: (u32, u32)| &log.captured[s.0 as usize..s.1 as usize];
         let record = Record {
-            remote: self.remote.ip(),
+            remote: remote.ip(),
             request: span(log.request_line),
             referer: log.referer.map(span),
             user_agent: log.user_agent.map(span),
