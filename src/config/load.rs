@@ -24,6 +24,8 @@ const RUNTIME_KEYS: &[&str] = &[
     "shutdown_timeout",
     "io",
     "max_connections",
+    "temp_path",
+    "pid_file",
 ];
 const ADMIN_KEYS: &[&str] = &["listen"];
 const SERVER_KEYS: &[&str] = &[
@@ -36,9 +38,35 @@ const SERVER_KEYS: &[&str] = &[
     "max_header_bytes",
     "max_body_bytes",
     "access_log",
+    "tls_certificate",
+    "tls_certificate_key",
+    "tls_protocols",
+    "http2",
+    "proxy_protocol",
+    "real_ip_from",
+    "real_ip_header",
+    "underscores_in_headers",
+    "log_format",
     "location",
 ];
-const LOCATION_KEYS: &[&str] = &["path", "proxy_pass", "proxy_set_header"];
+const LOCATION_KEYS: &[&str] = &[
+    "path",
+    "proxy_pass",
+    "proxy_set_header",
+    "root",
+    "alias",
+    "index",
+    "expires",
+    "return",
+    "proxy_request_buffering",
+    "proxy_buffering",
+    "proxy_buffers",
+    "proxy_max_temp_file_size",
+    "max_body_bytes",
+    "read_timeout",
+    "upgrade",
+];
+const RETURN_KEYS: &[&str] = &["status", "location", "body"];
 const UPSTREAM_KEYS: &[&str] = &[
     "balance",
     "hash",
@@ -150,6 +178,8 @@ impl Walker<'_> {
                 "shutdown_timeout" => r.shutdown_timeout = self.duration(&e, &p),
                 "io" => r.io = self.string(&e, &p),
                 "max_connections" => r.max_connections = self.integer(&e, &p),
+                "temp_path" => r.temp_path = self.string(&e, &p),
+                "pid_file" => r.pid_file = self.string(&e, &p),
                 _ => self.unknown(&e, path, RUNTIME_KEYS),
             }
         }
@@ -186,6 +216,15 @@ impl Walker<'_> {
                     s.max_body_bytes = self.str_or_int(&e, &p, "a size such as 0 or \"10m\"")
                 }
                 "access_log" => s.access_log = self.string(&e, &p),
+                "tls_certificate" => s.tls_certificate = self.string(&e, &p),
+                "tls_certificate_key" => s.tls_certificate_key = self.string(&e, &p),
+                "tls_protocols" => s.tls_protocols = self.strings(&e, &p),
+                "http2" => s.http2 = self.boolean(&e, &p),
+                "proxy_protocol" => s.proxy_protocol = self.boolean(&e, &p),
+                "real_ip_from" => s.real_ip_from = self.one_or_many(&e, &p),
+                "real_ip_header" => s.real_ip_header = self.string(&e, &p),
+                "underscores_in_headers" => s.underscores_in_headers = self.boolean(&e, &p),
+                "log_format" => s.log_format = self.string(&e, &p),
                 "location" => {
                     s.location = self
                         .tables(&e, &p, Self::location)
@@ -206,10 +245,42 @@ impl Walker<'_> {
                 "path" => l.path = self.string(&e, &p),
                 "proxy_pass" => l.proxy_pass = self.string(&e, &p),
                 "proxy_set_header" => l.proxy_set_header = self.table(&e, &p, Self::header_map),
+                "root" => l.root = self.string(&e, &p),
+                "alias" => l.alias = self.string(&e, &p),
+                "index" => l.index = self.one_or_many(&e, &p),
+                "expires" => l.expires = self.duration(&e, &p),
+                "return" => l.return_ = self.table(&e, &p, Self::return_),
+                "proxy_request_buffering" => l.proxy_request_buffering = self.boolean(&e, &p),
+                "proxy_buffering" => l.proxy_buffering = self.boolean(&e, &p),
+                "proxy_buffers" => {
+                    l.proxy_buffers = self.str_or_int(&e, &p, "a size such as \"256k\"")
+                }
+                "proxy_max_temp_file_size" => {
+                    l.proxy_max_temp_file_size = self.str_or_int(&e, &p, "a size such as \"1g\"")
+                }
+                "max_body_bytes" => {
+                    l.max_body_bytes = self.str_or_int(&e, &p, "a size such as 0 or \"10m\"")
+                }
+                "read_timeout" => l.read_timeout = self.duration(&e, &p),
+                "upgrade" => l.upgrade = self.strings(&e, &p),
                 _ => self.unknown(&e, path, LOCATION_KEYS),
             }
         }
         l
+    }
+
+    fn return_(&mut self, t: &dyn TableLike, span: &Range<usize>, path: &str) -> RawReturn {
+        let mut r = RawReturn::default();
+        for e in entries(t, span) {
+            let p = join(path, e.name);
+            match e.name {
+                "status" => r.status = self.integer(&e, &p),
+                "location" => r.location = self.string(&e, &p),
+                "body" => r.body = self.string(&e, &p),
+                _ => self.unknown(&e, path, RETURN_KEYS),
+            }
+        }
+        r
     }
 
     fn header_map(

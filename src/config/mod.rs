@@ -4,8 +4,10 @@
 //! - `schema`: serde structs mirroring the file, every value with its span.
 //! - `load`: read the file, parse the TOML, walk it (`walk`) into `schema`'s structs,
 //!   reporting every unknown key and mistyped value.
-//! - `validate`, `validate_server`, `validate_upstream`: defaults (`defaults`), units (`units`), templates
-//!   (`template`), addresses and cross references -> [`model`], reporting every problem.
+//! - `validate`, `validate_server`, `validate_location`, `validate_upstream`: defaults
+//!   (`defaults`), units (`units`), templates (`template`), addresses and cross references
+//!   -> [`model`], reporting every problem. The files TLS names are checked through the
+//!   `tls_files` hook.
 //! - `summary`: the one-screen text of `ringlb check`.
 //!
 //! Errors are [`ConfigError`]s: `file:line:col: key.path: what is wrong and how to fix it`.
@@ -17,8 +19,10 @@ pub mod model;
 pub mod schema;
 mod summary;
 mod template;
+pub mod tls_files;
 pub mod units;
 mod validate;
+mod validate_location;
 mod validate_server;
 mod validate_upstream;
 mod walk;
@@ -31,3 +35,5 @@ pub use template::parse_template;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_front_door;

@@ -40,6 +40,8 @@ pub struct RawRuntime {
     pub shutdown_timeout: Option<Spanned<String>>,
     pub io: Option<Spanned<String>>,
     pub max_connections: Option<Spanned<i64>>,
+    pub temp_path: Option<Spanned<String>>,
+    pub pid_file: Option<Spanned<String>>,
 }
 
 /// `[admin]`.
@@ -63,6 +65,15 @@ pub struct RawServer {
     pub max_body_bytes: Option<Spanned<StrOrInt>>,
     /// A path or `"off"`.
     pub access_log: Option<Spanned<String>>,
+    pub tls_certificate: Option<Spanned<String>>,
+    pub tls_certificate_key: Option<Spanned<String>>,
+    pub tls_protocols: Option<Spanned<Vec<Spanned<String>>>>,
+    pub http2: Option<Spanned<bool>>,
+    pub proxy_protocol: Option<Spanned<bool>>,
+    pub real_ip_from: Option<Spanned<OneOrMany>>,
+    pub real_ip_header: Option<Spanned<String>>,
+    pub underscores_in_headers: Option<Spanned<bool>>,
+    pub log_format: Option<Spanned<String>>,
     #[serde(default)]
     pub location: Vec<Spanned<RawLocation>>,
 }
@@ -75,6 +86,28 @@ pub struct RawLocation {
     pub proxy_pass: Option<Spanned<String>>,
     /// Header name -> template, in file order.
     pub proxy_set_header: Option<Spanned<OrderedMap<Spanned<String>, Spanned<String>>>>,
+    pub root: Option<Spanned<String>>,
+    pub alias: Option<Spanned<String>>,
+    pub index: Option<Spanned<OneOrMany>>,
+    pub expires: Option<Spanned<String>>,
+    #[serde(rename = "return")]
+    pub return_: Option<Spanned<RawReturn>>,
+    pub proxy_request_buffering: Option<Spanned<bool>>,
+    pub proxy_buffering: Option<Spanned<bool>>,
+    pub proxy_buffers: Option<Spanned<StrOrInt>>,
+    pub proxy_max_temp_file_size: Option<Spanned<StrOrInt>>,
+    pub max_body_bytes: Option<Spanned<StrOrInt>>,
+    pub read_timeout: Option<Spanned<String>>,
+    pub upgrade: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `return = { status, location | body }`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReturn {
+    pub status: Option<Spanned<i64>>,
+    pub location: Option<Spanned<String>>,
+    pub body: Option<Spanned<String>>,
 }
 
 /// One `[upstream.NAME]` table.

@@ -95,7 +95,7 @@ pub(crate) fn did_you_mean<'a>(word: &str, valid: &[&'a str]) -> Option<&'a str>
     let word_lower = word.to_ascii_lowercase();
     valid
         .iter()
-        .map(|v| (distance(&word_lower, v), *v))
+        .map(|v| (distance(&word_lower, &v.to_ascii_lowercase()), *v))
         .filter(|(d, v)| *d <= 2.max(v.len() / 3) && *d < v.len())
         .min_by_key(|(d, _)| *d)
         .map(|(_, v)| v)
