@@ -1,9 +1,10 @@
 //! Configuration: the TOML file -> a validated [`Config`].
 //!
 //! The pipeline, one file per step:
-//! - `schema`: serde structs mirroring the file, every value with its span.
-//! - `load`: read the file, parse the TOML, walk it (`walk`) into `schema`'s structs,
-//!   reporting every unknown key and mistyped value.
+//! - `schema`: the file's sections, each key written once; `walk`'s `section!` makes from
+//!   each the raw struct (every value with its span), its key list and its walk.
+//! - `load`: read the file, parse the TOML, walk it into `schema`'s structs, reporting
+//!   every unknown key and mistyped value.
 //! - `validate`, `validate_server`, `validate_location`, `validate_upstream`: defaults
 //!   (`defaults`), units (`units`), templates (`template`), addresses and cross references
 //!   -> [`model`], reporting every problem. The files TLS names are checked through the
