@@ -15,7 +15,6 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -25,6 +24,8 @@ use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, Slice, SliceMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::{OwnedRead, OwnedWrite, TcpStream, UnixStream};
 use monoio::BufResult;
+
+use crate::config::ServerAddr;
 
 /// Read buffer of an upstream connection: large enough that a typical response head and
 /// a small body arrive in one read, small enough that 64 idle connections per server cost
@@ -113,13 +114,6 @@ impl AsyncWriteRent for UpStream {
     }
 }
 
-/// Where a server is reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Dial<'a> {
-    Tcp(SocketAddr),
-    Unix(&'a std::path::Path),
-}
-
 /// A connection to one backend server, with its own read buffer.
 pub struct UpConn {
     pub stream: UpStream,
@@ -145,15 +139,15 @@ impl UpConn {
     }
 
     /// Connects to `to` within `timeout`.
-    pub async fn connect(to: Dial<'_>, timeout: Duration) -> Result<UpConn, ConnectError> {
+    pub async fn connect(to: &ServerAddr, timeout: Duration) -> Result<UpConn, ConnectError> {
         let connecting = async {
             match to {
-                Dial::Tcp(addr) => {
-                    let s = TcpStream::connect_addr(addr).await?;
+                ServerAddr::Inet(addr) => {
+                    let s = TcpStream::connect_addr(*addr).await?;
                     let _ = s.set_nodelay(true);
                     Ok(UpStream::Tcp(s))
                 }
-                Dial::Unix(path) => UnixStream::connect(path).await.map(UpStream::Unix),
+                ServerAddr::Unix(path) => UnixStream::connect(path).await.map(UpStream::Unix),
             }
         };
         match monoio::time::timeout(timeout, connecting).await {

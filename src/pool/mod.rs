@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 pub(crate) use conn::make_room;
-pub use conn::{ArmedRead, ConnectError, Dial, UpConn, UpStream, UPSTREAM_BUF};
+pub use conn::{ArmedRead, ConnectError, UpConn, UpStream, UPSTREAM_BUF};
 
 /// Idle connections of one worker, indexed by `PeerState::id`.
 #[derive(Default)]

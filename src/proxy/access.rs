@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use super::exchange::Exchange;
+use super::route::Published;
 use super::ProxyCtx;
 use crate::access_log::Record;
 use crate::config::VirtualServer;
@@ -47,7 +48,13 @@ impl Exchange {
     }
 
     /// Writes the current request's line to `vs`'s access log, if it has one.
-    pub(super) fn write_log(&self, ctx: &ProxyCtx, remote: SocketAddr, vs: &VirtualServer) {
+    pub(super) fn write_log(
+        &self,
+        ctx: &ProxyCtx,
+        cur: &Published,
+        remote: SocketAddr,
+        vs: &VirtualServer,
+    ) {
         let Some(path) = &vs.access_log else { return };
         let log = &self.log;
         let span = |s: (u32, u32)| &log.captured[s.0 as usize..s.1 as usize];
@@ -58,7 +65,10 @@ impl Exchange {
             user_agent: log.user_agent.map(span),
             status: log.status,
             body_bytes: log.sent.saturating_sub(log.head_bytes),
-            upstream: log.upstream,
+            upstream: log
+                .upstream
+                .and_then(|(u, i)| cur.snapshot.upstreams.get(u)?.peers.get(i))
+                .map(|p| &p.cfg.addr),
             upstream_status: log.upstream_status,
             request_time: log.started.map(|s| s.elapsed()).unwrap_or_default(),
             upstream_time: log.upstream_time,

@@ -129,7 +129,7 @@ impl<S: ClientIo> Conn<S> {
                         ex.capture_rejected(&self.buf);
                     }
                     self.respond_own(ctx, ex, status, true, default_vs).await;
-                    ex.write_log(ctx, self.remote, default_vs);
+                    ex.write_log(ctx, &cur, self.remote, default_vs);
                     return;
                 }
             }
@@ -155,7 +155,7 @@ impl<S: ClientIo> Conn<S> {
             // In a worker-reused heap block, so that an idle connection's task holds only
             // the small head-reading state, not the much larger one of forwarding.
             let close = slot::run_in(&ctx.slots, || ex.handle(ctx, self, &cur, vs)).await;
-            ex.write_log(ctx, self.remote, vs);
+            ex.write_log(ctx, &cur, self.remote, vs);
             self.served += 1;
             if close {
                 return;
@@ -230,9 +230,18 @@ impl<S: ClientIo> Conn<S> {
         }
     }
 
+    /// Once the current request is all read: arms the read that brings the next one and
+    /// meanwhile tells if the client goes away. Not when the client already sent more
+    /// (pipelined requests wait in `buf`, and the armed read would hide them).
+    pub(super) fn watch_client(&mut self) {
+        if self.buf.is_empty() {
+            self.arm();
+        }
+    }
+
     /// Starts the client read that stays in flight (see the module documentation), appending
     /// to `buf`; does nothing if one is armed or the stream cannot keep one.
-    pub(super) fn arm(&mut self) {
+    fn arm(&mut self) {
         if self.armed.is_some() {
             return;
         }

@@ -28,7 +28,7 @@ use crate::config::VirtualServer;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{Method, RequestBody};
 use crate::http::response;
-use crate::pool::{ConnectError, Dial, UpConn};
+use crate::pool::{ConnectError, UpConn};
 use crate::proxy::conn::Conn;
 use crate::proxy::io::{first, ClientIo, First, IoFail};
 use crate::proxy::watchdog::Watch;
@@ -123,7 +123,7 @@ impl Exchange {
         timeout: Duration,
     ) -> Result<UpConn, Failure> {
         loop {
-            let dial = UpConn::connect(Dial::Tcp(peer.cfg.addr), timeout);
+            let dial = UpConn::connect(&peer.cfg.addr, timeout);
             match first(dial, |cx| conn.poll_armed(cx)).await {
                 First::Left(Ok(c)) => return Ok(c),
                 First::Left(Err(ConnectError::Timeout)) => return Err(Failure::Timeout),
@@ -171,7 +171,7 @@ impl Exchange {
             }
             conn.clock = Instant::now();
             if !self.upgrade {
-                conn.arm();
+                conn.watch_client();
             }
         }
         self.read_response_head(conn, up_conn, up).await
@@ -297,7 +297,7 @@ impl Exchange {
         vs: &VirtualServer,
     ) -> Result<Sent, Failure> {
         let send_timeout = up.cfg.send_timeout;
-        let read_timeout = up.cfg.read_timeout;
+        let read_timeout = self.read_timeout;
         conn.consume(self.head.head_len);
         conn.buf.reserve(REPLAY_MAX as usize);
         match self.head.body {
@@ -337,7 +337,7 @@ impl Exchange {
                     // and stop before forwarding any past the limit. No response has gone
                     // to the client yet, so it gets its 413 (and the backend connection,
                     // holding half a body, is dropped).
-                    if vs.max_body_bytes > 0 && dec.decoded > vs.max_body_bytes {
+                    if self.max_body > 0 && dec.decoded > self.max_body {
                         return Err(Failure::Client(Some(413)));
                     }
                     conn.consume(d.consumed);

@@ -161,7 +161,7 @@ impl Exchange {
             conn.clock = Instant::now();
             let now = coarse_now_ms();
             let elapsed = conn.clock.saturating_duration_since(sent_at);
-            self.log.upstream = Some(peer.cfg.addr);
+            self.log.upstream = Some((up.index, i));
             self.log.upstream_time = elapsed;
             match attempt {
                 Ok(mut up_conn) => {
@@ -193,9 +193,9 @@ impl Exchange {
                     } else if !status_fails {
                         ctx.selector.borrow_mut().succeeded(up, i);
                     }
-                    let relayed = self.relay(ctx, conn, &mut up_conn, up, vs, close).await;
+                    let relayed = self.relay(ctx, conn, &mut up_conn, vs, close).await;
                     release(peer);
-                    return self.finish(ctx, up, i, up_conn, relayed);
+                    return self.finish(ctx, up, i, up_conn, relayed, conn.clock);
                 }
                 Err(f) => {
                     release(peer);
@@ -267,6 +267,7 @@ impl Exchange {
         i: usize,
         up_conn: UpConn,
         relayed: Relayed,
+        now: Instant,
     ) -> Outcome {
         if relayed.upstream_reusable && !ctx.stopping() {
             let cfg = &up.cfg;
@@ -275,7 +276,7 @@ impl Exchange {
                     up.peers[i].state.id,
                     up_conn,
                     cfg.keepalive,
-                    Instant::now() + cfg.keepalive_timeout,
+                    now + cfg.keepalive_timeout,
                 );
             }
         }

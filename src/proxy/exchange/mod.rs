@@ -10,10 +10,10 @@
 
 mod attempt;
 mod forward;
+mod local;
 mod queue;
 mod relay;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub(super) use queue::WaitQueues;
@@ -22,7 +22,7 @@ use super::conn::Conn;
 use super::io::{ClientIo, IoFail};
 use super::route::{self, Published};
 use super::ProxyCtx;
-use crate::config::{ServerName, VirtualServer};
+use crate::config::{Handler, VirtualServer};
 use crate::http::request::{RequestBody, RequestHead};
 use crate::http::response::ResponseHead;
 use crate::http::template::Vars;
@@ -36,9 +36,6 @@ pub(super) const REPLAY_MAX: u64 = 64 * 1024;
 /// Buffers larger than this after a request shrink back, so that a connection that once
 /// carried a large request does not keep its memory.
 const SHRINK_ABOVE: usize = 64 * 1024;
-/// Upgrade tokens a location passes on when it says nothing (nginx passes none unless
-/// configured; WebSocket is what every deployment configures).
-const DEFAULT_UPGRADE: &[&str] = &["websocket"];
 
 /// Whether the client connection must be closed after the current response.
 pub(super) type CloseAfter = bool;
@@ -65,6 +62,10 @@ pub(super) struct Exchange {
     /// a request without reading it): an answer, not a failure, but the client connection
     /// cannot be reused.
     pub(super) early: bool,
+    /// The location's request body limit (0 = none).
+    pub(super) max_body: u64,
+    /// The location's (or else the upstream's) `read_timeout`.
+    pub(super) read_timeout: Duration,
     /// What the access log and metrics need to know about the current request.
     pub(super) log: RequestLog,
 }
@@ -73,7 +74,8 @@ pub(super) struct Exchange {
 #[derive(Debug, Default, Clone)]
 pub(super) struct RequestLog {
     /// The last server tried (nginx's `$upstream_addr`).
-    pub upstream: Option<SocketAddr>,
+    /// As (upstream index, server index) in the configuration the request ran on.
+    pub upstream: Option<(usize, usize)>,
     /// Its status (`$upstream_status`; 0 when it gave no response).
     pub upstream_status: u16,
     /// Time from sending the request to its response head (`$upstream_response_time`).
@@ -139,12 +141,6 @@ impl Exchange {
         vs: &VirtualServer,
     ) -> CloseAfter {
         let head_len = self.head.head_len;
-        if let RequestBody::Length(n) = self.head.body {
-            if vs.max_body_bytes > 0 && n > vs.max_body_bytes {
-                conn.respond_own(ctx, self, 413, true, vs).await;
-                return true;
-            }
-        }
         let target = &conn.buf[self.head.target.0 as usize..self.head.target.1 as usize];
         let path = match uri::normalize(target, &mut self.path) {
             Ok(false) => target,
@@ -154,13 +150,26 @@ impl Exchange {
                 return true;
             }
         };
-        let Some(loc) = route::location(vs, path) else {
-            let close = self.head.body != RequestBody::None || !self.head.keep_alive;
-            conn.respond_own(ctx, self, 404, close, vs).await;
-            conn.consume(head_len);
-            return close;
+        let loc = route::location(vs, path);
+        self.max_body = loc.map_or(vs.max_body_bytes, |l| l.max_body_bytes);
+        if let RequestBody::Length(n) = self.head.body {
+            if self.max_body > 0 && n > self.max_body {
+                conn.respond_own(ctx, self, 413, true, vs).await;
+                return true;
+            }
+        }
+        let loc = match loc.map(|l| &l.handler) {
+            Some(Handler::Proxy(p)) => p,
+            Some(Handler::Return(r)) => return self.answer_return(ctx, conn, vs, r).await,
+            Some(Handler::Files(_)) | None => {
+                let close = self.head.body != RequestBody::None || !self.head.keep_alive;
+                conn.respond_own(ctx, self, 404, close, vs).await;
+                conn.consume(head_len);
+                return close;
+            }
         };
         let up = &cur.snapshot.upstreams[loc.upstream];
+        self.read_timeout = loc.read_timeout.unwrap_or(up.cfg.read_timeout);
         let close = !self.head.keep_alive
             || vs.keepalive_timeout.is_zero()
             || conn.served + 1 >= vs.keepalive_requests
@@ -174,24 +183,17 @@ impl Exchange {
                 .head
                 .upgrade_value
                 .map(|(a, b)| &conn.buf[a as usize..b as usize]);
-            let upgrade = upgrade.filter(|v| upgrade_allowed(v, DEFAULT_UPGRADE));
+            let upgrade = upgrade.filter(|v| upgrade_allowed(v, &loc.upgrade));
             self.upgrade = upgrade.is_some();
             let vars = Vars {
                 buf: &conn.buf,
                 head: &self.head,
                 remote: conn.remote,
-                server_name: vs
-                    .server_names
-                    .iter()
-                    .find_map(|n| match n {
-                        ServerName::Exact(n) => Some(n.as_str()),
-                        ServerName::Wildcard(_) => None,
-                    })
-                    .unwrap_or(""),
+                server_name: local::first_exact_name(vs),
             };
             let forwarding = rewrite::Forwarding {
                 upgrade,
-                drop_underscores: true,
+                drop_underscores: !vs.underscores_in_headers,
             };
             rewrite::request_head(
                 &mut self.out,
@@ -238,7 +240,7 @@ impl Exchange {
         // request's read, which meanwhile tells if the client goes away). Not for an
         // upgrade: what the client sends next may be tunnel bytes, read by the tunnel.
         if plan == BodyPlan::InOut && !self.upgrade {
-            conn.arm();
+            conn.watch_client();
         }
 
         match self.forward(ctx, conn, up, vs, plan, close).await {
@@ -266,7 +268,7 @@ impl Exchange {
 /// Whether every protocol an Upgrade header offers is one the location passes on. `h2c`
 /// never is: a proxy that tunnels it lets clients speak HTTP/2 past its own rules ("h2c
 /// smuggling").
-fn upgrade_allowed(value: &[u8], allowed: &[&str]) -> bool {
+fn upgrade_allowed<A: AsRef<str>>(value: &[u8], allowed: &[A]) -> bool {
     let mut any = false;
     for offer in value.split(|&b| b == b',') {
         let offer = trim(offer);
@@ -277,7 +279,7 @@ fn upgrade_allowed(value: &[u8], allowed: &[&str]) -> bool {
         if name.eq_ignore_ascii_case(b"h2c")
             || !allowed
                 .iter()
-                .any(|a| a.as_bytes().eq_ignore_ascii_case(name))
+                .any(|a| a.as_ref().as_bytes().eq_ignore_ascii_case(name))
         {
             return false;
         }
@@ -299,7 +301,7 @@ mod tests {
         assert!(!upgrade_allowed(b"websocket, h2c", &["websocket"]));
         assert!(!upgrade_allowed(b"foo/1", &["websocket"]));
         assert!(upgrade_allowed(b"foo/1", &["foo"]));
-        assert!(!upgrade_allowed(b"websocket", &[]));
+        assert!(!upgrade_allowed::<&str>(b"websocket", &[]));
         assert!(!upgrade_allowed(b"", &["websocket"]));
     }
 }

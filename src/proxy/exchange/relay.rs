@@ -22,7 +22,6 @@ use crate::proxy::io::{ClientIo, IoFail};
 use crate::proxy::tunnel;
 use crate::proxy::watchdog::Watch;
 use crate::proxy::ProxyCtx;
-use crate::upstream::Upstream;
 
 /// Body bytes that arrived with the head are copied behind the head and sent in one write
 /// up to this size; past it the head and the body go in two writes without a copy.
@@ -63,7 +62,6 @@ impl Exchange {
         ctx: &ProxyCtx,
         conn: &mut Conn<S>,
         up_conn: &mut UpConn,
-        up: &Upstream,
         vs: &VirtualServer,
         close: bool,
     ) -> Relayed {
@@ -71,7 +69,7 @@ impl Exchange {
             // Only reachable for a request that asked to upgrade (see `attempt`).
             return self.tunnel_after_101(ctx, conn, up_conn, vs).await;
         }
-        let read_timeout = up.cfg.read_timeout;
+        let read_timeout = self.read_timeout;
         let send_timeout = vs.client_body_timeout;
         let framing = client_framing(self.res.body, self.head.minor);
         // A stop that began while the request was in flight: say the connection ends, so
