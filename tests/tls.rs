@@ -11,7 +11,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use ringlb::tls::{CertProblem, HandshakeFailure, Protocols, TlsKeys, TlsTable};
+use ringlb::config::TlsProtocols as Protocols;
+use ringlb::tls::{CertProblem, HandshakeFailure, TlsKeys, TlsTable};
 use tls_support::*;
 
 fn failures(s: &Server, f: HandshakeFailure) -> u64 {

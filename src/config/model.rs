@@ -101,6 +101,8 @@ pub struct TlsCfg {
     /// PEM private key matching `certificate`.
     pub certificate_key: PathBuf,
     pub protocols: TlsProtocols,
+    /// The chain and key as [`super::tls_files::check`] loaded and checked them.
+    pub loaded: Option<crate::tls::LoadedCert>,
 }
 
 /// The TLS versions offered; at least one is on.

@@ -311,6 +311,7 @@ impl Validator<'_> {
             certificate: certificate?,
             certificate_key: certificate_key?,
             protocols: protocols.unwrap_or_default(),
+            loaded: None,
         };
         if let Err(e) = tls_files::check(&mut tls) {
             let (name, at) = match e.file {

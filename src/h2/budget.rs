@@ -72,16 +72,7 @@ impl Abuse {
 
     /// The `reason` label.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Abuse::PingFlood => "ping_flood",
-            Abuse::SettingsFlood => "settings_flood",
-            Abuse::ResetFlood => "reset_flood",
-            Abuse::PriorityFlood => "priority_flood",
-            Abuse::WindowUpdateFlood => "window_update_flood",
-            Abuse::EmptyFrameFlood => "empty_frame_flood",
-            Abuse::UnknownFrameFlood => "unknown_frame_flood",
-            Abuse::Overhead => "overhead",
-        }
+        crate::metrics::H2_ABUSE[self.index()]
     }
 
     pub fn index(self) -> usize {

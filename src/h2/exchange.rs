@@ -237,6 +237,11 @@ impl ResponseBody {
         Ok(())
     }
 
+    /// Ends the stream (an empty DATA frame with END_STREAM; needs no window).
+    pub fn finish(mut self) {
+        let _ = self.stream.send_data(Bytes::new(), true);
+    }
+
     /// Ends the stream with trailers.
     pub fn trailers(mut self, trailers: HeaderMap) -> Result<(), h2::Error> {
         self.stream.send_trailers(trailers)

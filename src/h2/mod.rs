@@ -4,6 +4,7 @@
 //!   stop and reload, and the hand-off of each stream as an [`Exchange`].
 //! - [`exchange`]: what one stream offers its consumer: the request head, a body reader
 //!   and a response writer, flow-controlled both ways.
+//! - [`gateway`]: each stream served through the HTTP/1.1 proxy path as one exchange.
 //! - [`budget`]: the per-connection frame budget that cuts floods off with ENHANCE_YOUR_CALM
 //!   (the attacks `h2` itself handles are listed there).
 //!
@@ -12,6 +13,7 @@
 
 pub mod budget;
 pub mod exchange;
+pub mod gateway;
 pub mod server;
 
 pub use budget::Abuse;

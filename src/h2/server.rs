@@ -66,13 +66,7 @@ impl H2Settings {
 }
 
 /// Per-worker HTTP/2 counters.
-#[derive(Debug, Default)]
-pub struct H2Stats {
-    pub connections: std::sync::atomic::AtomicU64,
-    pub streams: std::sync::atomic::AtomicU64,
-    /// Connections cut off with ENHANCE_YOUR_CALM, by [`Abuse::ALL`] order.
-    pub abuse: [std::sync::atomic::AtomicU64; Abuse::ALL.len()],
-}
+pub type H2Stats = crate::metrics::H2Counters;
 
 /// How a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::config::{Config, Location, ServerName, VirtualServer};
+use crate::tls::TlsTable;
 use crate::upstream::{Registry, Snapshot};
 
 /// What workers load per request: the upstream snapshot and the routing table of one
@@ -14,14 +15,18 @@ use crate::upstream::{Registry, Snapshot};
 pub struct Published {
     pub snapshot: Snapshot,
     pub routes: Routes,
+    /// The TLS listen addresses' certificates and settings (new on every reload).
+    pub tls: TlsTable,
 }
 
 impl Published {
     pub fn build(config: Arc<Config>, registry: &Registry, generation: u64) -> Published {
         let routes = Routes::build(&config);
+        let tls = TlsTable::for_config(&config);
         Published {
             snapshot: Snapshot::build(config, registry, generation),
             routes,
+            tls,
         }
     }
 

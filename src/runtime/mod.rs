@@ -3,6 +3,7 @@
 //! listening sockets, idle pool and selection state. `Process` is what the threads share.
 
 mod listener;
+mod secure;
 mod worker;
 
 use std::path::PathBuf;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use monoio::io::Canceller;
 use monoio::net::TcpListener;
 
-use super::{listener, wants_uring, IoKind, Process};
+use super::{listener, secure, wants_uring, IoKind, Process};
 use crate::config::IoMode;
 use crate::proxy::{self, watchdog, ProxyCtx};
 
@@ -134,6 +134,7 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
             generation = g;
             ctx.refresh();
             reconcile(&mut listeners, &ctx, &slots);
+            secure::go_away();
         }
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
@@ -147,6 +148,7 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
         c.cancel();
     }
     ctx.begin_stop();
+    secure::go_away();
     let deadline = Instant::now() + ctx.current().config().runtime.shutdown_timeout;
     while ctx.stats.clients_open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         monoio::time::sleep(TICK).await;
@@ -184,9 +186,13 @@ fn open(addr: SocketAddr, ctx: &Rc<ProxyCtx>, slots: &Rc<Slots>) -> std::io::Res
                 Ok((stream, remote)) => {
                     let slot = Slot::take(&slots);
                     let ctx = ctx.clone();
+                    let tls = ctx.current().tls.get(addr).cloned();
                     let fut = Contained(async move {
                         let _slot = slot;
-                        proxy::serve(stream, remote, addr, ctx).await
+                        match tls {
+                            None => proxy::serve(stream, remote, addr, ctx).await,
+                            Some(site) => secure::serve(stream, remote, addr, site, ctx).await,
+                        }
                     });
                     monoio::spawn(fut);
                 }

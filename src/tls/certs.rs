@@ -51,6 +51,36 @@ pub enum CertProblem {
     },
 }
 
+/// A certificate chain and key loaded and checked by [`load`], carried in the validated
+/// configuration so that the files are read once per load. Equal only to itself (a reload
+/// that re-reads the same files makes a new one).
+#[derive(Clone)]
+pub struct LoadedCert(pub Arc<CertifiedKey>);
+
+impl PartialEq for LoadedCert {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for LoadedCert {}
+
+impl std::fmt::Debug for LoadedCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoadedCert({} certificates)", self.0.cert.len())
+    }
+}
+
+impl CertProblem {
+    /// Whether the problem is with the key file (rather than the certificate file).
+    pub fn is_key_problem(&self) -> bool {
+        matches!(
+            self,
+            CertProblem::NoPrivateKey | CertProblem::UnsupportedKey(_) | CertProblem::KeyMismatch
+        )
+    }
+}
+
 fn fail(path: &Path, problem: CertProblem) -> CertError {
     CertError {
         path: path.to_path_buf(),
@@ -60,6 +90,10 @@ fn fail(path: &Path, problem: CertProblem) -> CertError {
 
 /// Reads every PEM section of a file.
 fn sections(path: &Path) -> Result<Vec<(SectionKind, Vec<u8>)>, CertError> {
+    if path.is_dir() {
+        let problem = CertProblem::Unreadable("it is a directory, not a PEM file".into());
+        return Err(fail(path, problem));
+    }
     let bytes =
         std::fs::read(path).map_err(|e| fail(path, CertProblem::Unreadable(e.to_string())))?;
     let mut out = Vec::new();

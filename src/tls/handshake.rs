@@ -5,7 +5,6 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::sync::atomic::AtomicU64;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -42,16 +41,17 @@ impl HandshakeFailure {
         HandshakeFailure::Other,
     ];
 
+    /// Its slot in `TlsCounters::failures`.
+    pub fn index(self) -> usize {
+        HandshakeFailure::ALL
+            .iter()
+            .position(|x| *x == self)
+            .unwrap_or(5)
+    }
+
     /// The `reason` label.
     pub fn as_str(self) -> &'static str {
-        match self {
-            HandshakeFailure::Incompatible => "incompatible",
-            HandshakeFailure::RejectedByClient => "rejected_by_client",
-            HandshakeFailure::ProtocolError => "protocol_error",
-            HandshakeFailure::ClientClosed => "client_closed",
-            HandshakeFailure::Timeout => "timeout",
-            HandshakeFailure::Other => "other",
-        }
+        crate::metrics::TLS_FAILURES[self.index()]
     }
 
     fn of_tls(e: &rustls::Error) -> HandshakeFailure {
@@ -84,13 +84,7 @@ impl HandshakeFailure {
 }
 
 /// Per-worker TLS counters (written only by their worker; summed at scrape time).
-#[derive(Debug, Default)]
-pub struct TlsStats {
-    pub handshakes: AtomicU64,
-    pub resumed: AtomicU64,
-    /// By [`HandshakeFailure::ALL`] order.
-    pub failures: [AtomicU64; HandshakeFailure::ALL.len()],
-}
+pub type TlsStats = crate::metrics::TlsCounters;
 
 /// Runs the server side of a handshake on an accepted connection, within `timeout`.
 pub async fn accept(

@@ -18,7 +18,7 @@ pub mod sites;
 pub mod stream;
 mod x509;
 
-pub use certs::{CertError, CertProblem};
+pub use certs::{CertError, CertProblem, LoadedCert};
 pub use handshake::{accept, HandshakeFailure, TlsStats};
-pub use sites::{AddrTls, Protocols, SiteTls, TlsError, TlsKeys, TlsTable, ALPN_H2, ALPN_HTTP11};
+pub use sites::{AddrTls, SiteTls, TlsError, TlsKeys, TlsTable, ALPN_H2, ALPN_HTTP11};
 pub use stream::TlsStream;

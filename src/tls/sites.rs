@@ -14,8 +14,8 @@ use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, StoresSer
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
-use super::certs::{self, CertError};
-use crate::config::ServerName;
+use super::certs::{self, CertError, LoadedCert};
+use crate::config::{Config, ServerName, TlsProtocols};
 
 /// TLS 1.2 sessions remembered for session-ID resumption (TLS 1.3 and TLS 1.2 clients that
 /// support tickets resume statelessly). About 200 bytes each.
@@ -31,25 +31,11 @@ pub struct SiteTls {
     pub server_names: Vec<ServerName>,
     pub certificate: PathBuf,
     pub certificate_key: PathBuf,
-    pub protocols: Protocols,
+    /// The chain and key validation already loaded and checked (read again if absent).
+    pub loaded: Option<LoadedCert>,
+    pub protocols: TlsProtocols,
     /// Offer `h2` by ALPN.
     pub http2: bool,
-}
-
-/// `tls_protocols`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Protocols {
-    pub tls12: bool,
-    pub tls13: bool,
-}
-
-impl Default for Protocols {
-    fn default() -> Self {
-        Protocols {
-            tls12: true,
-            tls13: true,
-        }
-    }
 }
 
 /// What outlives configuration generations: the crypto provider, the session ticket keys
@@ -69,6 +55,12 @@ impl std::fmt::Debug for TlsKeys {
 }
 
 impl TlsKeys {
+    /// The process's keys, made on first use: every generation's configurations share them.
+    pub fn global() -> &'static TlsKeys {
+        static KEYS: std::sync::OnceLock<TlsKeys> = std::sync::OnceLock::new();
+        KEYS.get_or_init(|| TlsKeys::new().expect("the system's random number generator"))
+    }
+
     pub fn new() -> Result<TlsKeys, rustls::Error> {
         Ok(TlsKeys {
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
@@ -157,6 +149,41 @@ pub struct TlsTable {
 }
 
 impl TlsTable {
+    /// The TLS side of a validated configuration, with the process's keys. Validation has
+    /// loaded and checked every certificate, so this fails only if a file became unreadable
+    /// in between; such an address is left out (its handshakes fail) and logged.
+    pub fn for_config(config: &Config) -> TlsTable {
+        let sites: Vec<Option<SiteTls>> = config
+            .servers
+            .iter()
+            .map(|vs| {
+                vs.tls.as_ref().map(|t| SiteTls {
+                    server_names: vs.server_names.clone(),
+                    certificate: t.certificate.clone(),
+                    certificate_key: t.certificate_key.clone(),
+                    loaded: t.loaded.clone(),
+                    protocols: t.protocols,
+                    http2: vs.http2,
+                })
+            })
+            .collect();
+        let blocks: Vec<(&[SocketAddr], Option<&SiteTls>)> = config
+            .servers
+            .iter()
+            .zip(&sites)
+            .map(|(vs, s)| (&vs.listen[..], s.as_ref()))
+            .collect();
+        match TlsTable::build(&blocks, TlsKeys::global(), SystemTime::now()) {
+            Ok(t) => t,
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!("TLS: {e}");
+                }
+                TlsTable::default()
+            }
+        }
+    }
+
     /// Loads and checks every certificate of `blocks` (each server block's listen addresses
     /// and TLS settings, in file order) and builds the rustls configurations. Every problem
     /// is returned, each naming its file; the caller keeps its previous table on error.

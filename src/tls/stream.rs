@@ -162,13 +162,9 @@ impl TlsStream {
             if self.eof {
                 return Poll::Ready(Ok(0));
             }
-            // Records rustls wants to send on its own (a KeyUpdate answer, session tickets)
-            // go out before we wait for input; a full socket is retried on the next write.
-            if self.conn.wants_write() {
-                if let Poll::Ready(Err(e)) = poll_flush_tls(&mut self.io, &mut self.conn, cx) {
-                    return Poll::Ready(Err(e));
-                }
-            }
+            // A read never writes: records rustls queues on its own after the handshake (a
+            // KeyUpdate answer) go out with the next write. Polling the socket for writing
+            // here would take the write side's waker when the stream is split.
             match poll_read_tls(&mut self.io, &mut self.conn, &mut self.eof, cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -212,6 +208,12 @@ impl TlsStream {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
+
+// SAFETY: the halves of a split stream (the proxy's tunnel after a 101) each touch the
+// rustls connection only inside a poll, never across an await, and on one thread: the read
+// half only reads (socket read readiness, rustls's reader), the write half only writes
+// (write readiness, rustls's writer), so neither takes the other's waker.
+unsafe impl monoio::io::Split for TlsStream {}
 
 impl AsRawFd for TlsStream {
     fn as_raw_fd(&self) -> RawFd {

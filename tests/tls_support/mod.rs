@@ -14,8 +14,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use ringlb::config::ServerName;
+use ringlb::config::TlsProtocols;
 use ringlb::h2::{self as rh2, Exchange, H2Settings, H2Stats, Shutdown};
-use ringlb::tls::{self, AddrTls, Protocols, SiteTls, TlsKeys, TlsStats, TlsTable};
+use ringlb::tls::{self, AddrTls, SiteTls, TlsKeys, TlsStats, TlsTable};
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
@@ -82,7 +83,8 @@ pub fn site(cert: &Cert, server_names: &[&str], http2: bool) -> SiteTls {
         server_names: names(server_names),
         certificate: cert.cert.clone(),
         certificate_key: cert.key.clone(),
-        protocols: Protocols::default(),
+        loaded: None,
+        protocols: TlsProtocols::default(),
         http2,
     }
 }

@@ -190,6 +190,7 @@ impl Exchange {
                 head: &self.head,
                 remote: conn.remote,
                 server_name: local::first_exact_name(vs),
+                https: S::TLS,
             };
             let forwarding = rewrite::Forwarding {
                 upgrade,
