@@ -1,8 +1,13 @@
 //! TLS termination through real sockets: certificates checked with precise errors, HTTP/1.1
 //! and HTTP/2 chosen by ALPN (curl), SNI choosing among server blocks (openssl s_client),
 //! session resumption across workers and across a certificate reload, and handshake
-//! failures counted by reason.
+//! failures counted by reason; first on the TLS layer alone (a test server on `ringlb::tls`,
+//! which shows which worker took a connection), then through the real binary in front of a
+//! backend: `$scheme`, metrics, a certificate rotated by SIGHUP under load, a wrong key
+//! refused on reload, and the status page in headless Chromium over HTTPS and HTTP/2.
 
+#[allow(unused_imports)]
+mod common;
 mod tls_support;
 
 use std::io::Write;
@@ -459,4 +464,458 @@ fn handshake_failures_are_counted_by_reason() {
         failures(&server, HandshakeFailure::RejectedByClient) == 1
     });
     assert_eq!(handshakes(&server).0, 0);
+}
+
+// ---- Through the real binary ----
+
+/// ringlb with one TLS server block (`server_name` app.test) in front of `backend`, an
+/// admin endpoint, and `extra` lines in the server block.
+fn ringlb_tls(cert: &Cert, backend: &common::Backend, extra: &str) -> (common::Proxy, u16) {
+    let port = common::free_port();
+    let admin = common::free_port();
+    let config = format!(
+        r#"[runtime]
+workers = 2
+shutdown_timeout = "2s"
+
+[admin]
+listen = "127.0.0.1:{admin}"
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+server_name = ["app.test"]
+tls_certificate = "{cert}"
+tls_certificate_key = "{key}"
+{extra}
+
+  [[server.location]]
+  path = "/"
+  proxy_pass = "app"
+  proxy_set_header = {{ "X-Forwarded-Proto" = "$scheme" }}
+
+[upstream.app]
+servers = [ {{ addr = "{backend}" }} ]
+"#,
+        cert = cert.cert.display(),
+        key = cert.key.display(),
+        backend = backend.addr,
+    );
+    let proxy = common::Proxy::start(&config, format!("127.0.0.1:{port}").parse().unwrap());
+    (proxy, admin)
+}
+
+fn admin_get(admin: u16, path: &str) -> String {
+    common::get(format!("127.0.0.1:{admin}").parse().unwrap(), path)
+        .unwrap()
+        .text()
+}
+
+/// curl against the binary: the body and "HTTP-VERSION STATUS".
+fn curl_binary(port: u16, cert: &Cert, args: &[&str], path: &str) -> (Vec<u8>, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&cert.cert)
+        .args(["--resolve", &format!("app.test:{port}:127.0.0.1")])
+        .args(["-w", "\n%{http_version} %{http_code}"])
+        .args(args)
+        .arg(format!("https://app.test:{port}{path}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let at = out.stdout.iter().rposition(|&b| b == b'\n').unwrap();
+    let meta = String::from_utf8_lossy(&out.stdout[at + 1..]).to_string();
+    (out.stdout[..at].to_vec(), meta)
+}
+
+#[test]
+fn https_and_http2_through_the_proxy_with_scheme_metrics_and_resumption() {
+    if !tool("curl") || !tool("openssl") {
+        eprintln!("skipped: needs curl and openssl");
+        return;
+    }
+    let dir = temp_dir();
+    let cert = make_cert(&dir, &["app.test"], None);
+    let backend = common::Backend::start("tls-backend");
+    let (proxy, admin) = ringlb_tls(&cert, &backend, "");
+    let port = proxy.addr.port();
+
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).to_string();
+    let (body, meta) = curl_binary(port, &cert, &["--http1.1"], "/one");
+    assert_eq!(
+        (text(body).as_str(), meta.as_str()),
+        ("tls-backend", "1.1 200")
+    );
+    let (body, meta) = curl_binary(port, &cert, &["--http2"], "/two");
+    assert_eq!(
+        (text(body).as_str(), meta.as_str()),
+        ("tls-backend", "2 200")
+    );
+    // A request body over HTTP/2 (no content-length: sent on chunked) reaches the backend.
+    let (body, meta) = curl_binary(
+        port,
+        &cert,
+        &[
+            "--http2",
+            "-H",
+            "content-length:",
+            "--data-binary",
+            "hello over h2",
+        ],
+        "/sum",
+    );
+    assert_eq!(meta, "2 200");
+    let body = text(body);
+    assert!(body.starts_with("13 "), "{body}");
+    let (body, _) = curl_binary(
+        port,
+        &cert,
+        &["--http2", "--data-binary", "0123456789"],
+        "/sum",
+    );
+    let body = text(body);
+    assert!(body.starts_with("10 "), "{body}");
+    // A large response through HTTP/2 flow control.
+    let (body, meta) = curl_binary(port, &cert, &["--http2"], "/big?n=3000000");
+    assert_eq!(meta, "2 200");
+    assert!(
+        body.len() == 3_000_000 && body == common::backend::pattern(3_000_000),
+        "{} bytes",
+        body.len()
+    );
+    // $scheme is https on both protocols.
+    let heads = backend.heads();
+    assert!(heads.len() >= 5);
+    for h in &heads {
+        assert!(
+            h.to_ascii_lowercase().contains("x-forwarded-proto: https"),
+            "{h}"
+        );
+    }
+
+    // Sessions resume (2 workers: the kernel spreads the connections over both).
+    let sess = dir.join("session.pem");
+    let s_client = |resume: bool| -> bool {
+        let mut cmd = Command::new("openssl");
+        cmd.args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "app.test",
+            "-ign_eof",
+        ]);
+        if resume {
+            cmd.arg("-sess_in").arg(&sess);
+        } else {
+            cmd.arg("-sess_out").arg(&sess);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"GET / HTTP/1.1\r\nhost: app.test\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("tls-backend"), "no response:\n{text}");
+        text.contains("Reused, TLSv1.3")
+    };
+    assert!(!s_client(false));
+    for _ in 0..8 {
+        assert!(s_client(true), "a session did not resume");
+    }
+
+    let metrics = admin_get(admin, "/metrics");
+    for line in [
+        "ringlb_client_connections{protocol=\"h2\"}",
+        "ringlb_client_connections{protocol=\"https\"}",
+        "ringlb_tls_handshake_failures_total{reason=\"timeout\"} 0",
+        "ringlb_http2_abuse_total{reason=\"ping_flood\"} 0",
+    ] {
+        assert!(metrics.contains(line), "no {line} in /metrics:\n{metrics}");
+    }
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    assert!(value("ringlb_tls_handshakes_total") >= 14);
+    assert!(value("ringlb_tls_resumed_total") >= 8);
+    assert!(value("ringlb_http2_streams_total") >= 4);
+    let status: serde_json::Value = serde_json::from_str(&admin_get(admin, "/status")).unwrap();
+    assert!(status["tls"]["resumed"].as_u64().unwrap() >= 8, "{status}");
+    assert!(
+        status["http2"]["connections"].as_u64().unwrap() >= 4,
+        "{status}"
+    );
+    assert_eq!(status["tls"]["failures"]["incompatible"], 0);
+}
+
+/// The certificate a new connection is served.
+fn served_cert(port: u16, trust: &[&Cert]) -> Vec<u8> {
+    let cfg = client_config(trust, &[b"http/1.1"]);
+    let c = connect(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        &cfg,
+        "app.test",
+    );
+    c.conn.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[test]
+fn sighup_rotates_the_certificate_under_load_with_no_failed_request() {
+    let dir = temp_dir();
+    let old = make_cert(&dir, &["app.test"], None);
+    let backend = common::Backend::start("rotate");
+    let (proxy, _) = ringlb_tls(&old, &backend, "");
+    let port = proxy.addr.port();
+    let new = make_cert(&dir, &["app.test"], None);
+    let cfg = client_config(&[&old, &new], &[b"http/1.1"]);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (cfg, stop) = (cfg.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let addr = format!("127.0.0.1:{port}").parse().unwrap();
+                let (mut ok, mut failed) = (0u64, Vec::new());
+                while !stop.load(Ordering::SeqCst) {
+                    // A new connection (and handshake) every 5 requests.
+                    let mut c = connect(addr, &cfg, "app.test");
+                    for i in 0..5 {
+                        let body = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            h1_get(&mut c, &format!("/r{i}"))
+                        }));
+                        match body {
+                            Ok(b) if b == "rotate" => ok += 1,
+                            other => failed.push(format!("{other:?}")),
+                        }
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    wait_for("load", || backend.requests() > 50);
+    // Rotate as certbot does: new files in place, then SIGHUP.
+    std::fs::copy(&new.cert, &old.cert).unwrap();
+    std::fs::copy(&new.key, &old.key).unwrap();
+    proxy.signal(libc::SIGHUP);
+    assert!(
+        proxy.wait_log("configuration reloaded", Duration::from_secs(10)),
+        "{}",
+        proxy.log()
+    );
+    wait_for("the new certificate", || {
+        served_cert(port, &[&old, &new]) == new.der
+    });
+    let at_rotation = backend.requests();
+    wait_for("load after the rotation", || {
+        backend.requests() > at_rotation + 50
+    });
+    stop.store(true, Ordering::SeqCst);
+    let mut total = 0;
+    for t in load {
+        let (ok, failed) = t.join().unwrap();
+        assert!(failed.is_empty(), "failed requests: {failed:?}");
+        total += ok;
+    }
+    assert!(total > 100, "{total} requests");
+}
+
+#[test]
+fn a_wrong_key_is_refused_on_reload_and_the_old_certificate_stays() {
+    let dir = temp_dir();
+    let cert = make_cert(&dir, &["app.test"], None);
+    let other = make_cert(&dir, &["app.test"], None);
+    let backend = common::Backend::start("kept");
+    let (proxy, _) = ringlb_tls(&cert, &backend, "");
+    let port = proxy.addr.port();
+    let original_key = std::fs::read(&cert.key).unwrap();
+    std::fs::copy(&other.key, &cert.key).unwrap();
+    proxy.signal(libc::SIGHUP);
+    assert!(
+        proxy.wait_log("reload refused", Duration::from_secs(10)),
+        "{}",
+        proxy.log()
+    );
+    let log = proxy.log();
+    let line = log.lines().find(|l| l.contains("reload refused")).unwrap();
+    assert!(line.contains("tls_certificate_key"), "{line}");
+    assert!(line.contains(&cert.key.display().to_string()), "{line}");
+    assert!(line.contains("does not match the certificate"), "{line}");
+    // Still serving, with the certificate it had.
+    assert_eq!(served_cert(port, &[&cert]), cert.der);
+    let cfg = client_config(&[&cert], &[b"http/1.1"]);
+    let mut c = connect(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        &cfg,
+        "app.test",
+    );
+    assert_eq!(h1_get(&mut c, "/"), "kept");
+    // An expired certificate is refused the same way, with its dates.
+    std::fs::write(&cert.key, &original_key).unwrap();
+    let expired = make_cert(&dir, &["app.test"], Some(((2001, 1, 1), (2002, 1, 1))));
+    std::fs::copy(&expired.cert, &cert.cert).unwrap();
+    std::fs::copy(&expired.key, &cert.key).unwrap();
+    proxy.signal(libc::SIGHUP);
+    assert!(
+        proxy.wait_log("expired on 2002-01-01", Duration::from_secs(10)),
+        "{}",
+        proxy.log()
+    );
+    assert_eq!(served_cert(port, &[&cert]), cert.der);
+}
+
+fn chromium() -> Option<std::path::PathBuf> {
+    ["chromium", "chromium-browser"].iter().find_map(|name| {
+        std::env::var_os("PATH")?
+            .to_str()?
+            .split(':')
+            .map(|d| std::path::Path::new(d).join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Headless chromium's DOM of `url` after its scripts ran.
+fn browser_dom(
+    bin: &std::path::Path,
+    profile: &std::path::Path,
+    url: &str,
+    extra: &[&str],
+) -> String {
+    let mut child = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--ignore-certificate-errors",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromium");
+    let mut out = String::new();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
+        out
+    });
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            panic!("chromium did not finish in 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    reader.join().unwrap()
+}
+
+#[test]
+fn the_status_page_loads_over_https_and_http2_in_chromium() {
+    let Some(bin) = chromium() else {
+        println!("SKIPPED: chromium is not installed (apt-get install chromium)");
+        return;
+    };
+    let dir = temp_dir();
+    let cert = make_cert(&dir, &["app.test"], None);
+    let web = common::Backend::start("web");
+    // The TLS server block proxies to ringlb's own admin endpoint: the browser loads the
+    // status page (and its script's /status polls) over TLS through the proxy.
+    let port = common::free_port();
+    let admin = common::free_port();
+    let config = format!(
+        r#"[runtime]
+workers = 2
+
+[admin]
+listen = "127.0.0.1:{admin}"
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+tls_certificate = "{cert}"
+tls_certificate_key = "{key}"
+
+  [[server.location]]
+  path = "/"
+  proxy_pass = "admin"
+
+[upstream.admin]
+servers = [ {{ addr = "127.0.0.1:{admin}" }} ]
+
+[upstream.web]
+servers = [ {{ addr = "{web}" }} ]
+"#,
+        cert = cert.cert.display(),
+        key = cert.key.display(),
+        web = web.addr,
+    );
+    let _proxy = common::Proxy::start(&config, format!("127.0.0.1:{port}").parse().unwrap());
+    let url = format!("https://127.0.0.1:{port}/");
+    let streams = |admin: u16| -> u64 {
+        let status: serde_json::Value = serde_json::from_str(&admin_get(admin, "/status")).unwrap();
+        status["http2"]["streams"].as_u64().unwrap()
+    };
+    let tls_conns = |admin: u16| -> u64 {
+        let status: serde_json::Value = serde_json::from_str(&admin_get(admin, "/status")).unwrap();
+        status["tls"]["handshakes"].as_u64().unwrap()
+    };
+    for (run, extra) in [("h2", &[][..]), ("http/1.1", &["--disable-http2"][..])] {
+        let (streams_before, handshakes_before) = (streams(admin), tls_conns(admin));
+        let dom = browser_dom(
+            &bin,
+            &dir.join(format!("profile-{}", run.replace('/', ""))),
+            &url,
+            extra,
+        );
+        let row = format!(
+            "data-upstream=\"web\" data-addr=\"{}\" data-state=\"up\"",
+            web.addr
+        );
+        assert!(
+            dom.contains(&row),
+            "{run}: no row for the web server in the page:\n{dom}"
+        );
+        assert!(
+            dom.contains("class=\"live\""),
+            "{run}: the page never reached /status over TLS"
+        );
+        assert!(
+            tls_conns(admin) > handshakes_before,
+            "{run}: no TLS handshake"
+        );
+        if run == "h2" {
+            assert!(
+                streams(admin) > streams_before + 1,
+                "the page and its polls did not use HTTP/2"
+            );
+        } else {
+            assert_eq!(
+                streams(admin),
+                streams_before,
+                "HTTP/2 used although disabled"
+            );
+        }
+    }
 }

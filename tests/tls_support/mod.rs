@@ -355,7 +355,11 @@ pub fn h1_get(c: &mut Client, path: &str) -> String {
         if let Some(i) = text.find("\r\n\r\n") {
             let len: usize = text[..i]
                 .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim())
+                })
                 .unwrap()
                 .parse()
                 .unwrap();
