@@ -44,7 +44,7 @@ fn broken_copy_of_bundled_config_lists_every_error_with_positions() {
     };
     assert_eq!(
         lines[0],
-        format!("{}runtime.pin_wrokers: unknown key `pin_wrokers`; did you mean `pin_workers`? (valid: workers, pin_workers, shutdown_timeout, io, max_connections)", at("pin_wrokers"))
+        format!("{}runtime.pin_wrokers: unknown key `pin_wrokers`; did you mean `pin_workers`? (valid: workers, pin_workers, shutdown_timeout, io, max_connections, temp_path, pid_file)", at("pin_wrokers"))
     );
     assert!(
         lines[1].starts_with(&format!(

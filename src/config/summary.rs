@@ -92,17 +92,7 @@ pub fn summary(cfg: &Config) -> String {
                 s.keepalive_requests
             );
             for l in &s.locations {
-                let up = cfg
-                    .upstreams
-                    .get(l.upstream)
-                    .map_or("?", |u| u.name.as_str());
-                let headers = if l.set_headers.is_empty() {
-                    String::new()
-                } else {
-                    let names: Vec<&str> = l.set_headers.iter().map(|h| h.name.as_str()).collect();
-                    format!("  (sets {})", names.join(", "))
-                };
-                let _ = writeln!(out, "    {} -> {up}{headers}", l.path);
+                let _ = writeln!(out, "    {} -> {}", l.path, handler(cfg, &l.handler));
             }
         }
     }
@@ -153,6 +143,38 @@ pub fn summary(cfg: &Config) -> String {
     }
     out.truncate(out.trim_end().len());
     out
+}
+
+/// `django  (sets Host, X-Real-IP)`, `root /srv/www`, `return 301 https://$host$request_uri`.
+fn handler(cfg: &Config, h: &Handler) -> String {
+    match h {
+        Handler::Proxy(p) => {
+            let up = cfg
+                .upstreams
+                .get(p.upstream)
+                .map_or("?", |u| u.name.as_str());
+            if p.set_headers.is_empty() {
+                up.to_owned()
+            } else {
+                let names: Vec<&str> = p.set_headers.iter().map(|h| h.name.as_str()).collect();
+                format!("{up}  (sets {})", names.join(", "))
+            }
+        }
+        Handler::Files(f) => match &f.dir {
+            FilesDir::Root(d) => format!("root {}", d.display()),
+            FilesDir::Alias(d) => format!("alias {}", d.display()),
+        },
+        Handler::Return(r) => {
+            let mut s = format!("return {}", r.status);
+            if let Some(l) = &r.location {
+                let _ = write!(s, " {l}");
+            }
+            if let Some(b) = &r.body {
+                let _ = write!(s, " {b:?}");
+            }
+            s
+        }
+    }
 }
 
 #[cfg(test)]

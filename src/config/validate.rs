@@ -8,7 +8,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::defaults as d;
@@ -140,6 +140,21 @@ impl Validator<'_> {
         })
     }
 
+    /// A file or directory path: any non-empty string without NUL (relative paths are
+    /// relative to the working directory).
+    pub fn path(&mut self, value: &Spanned<String>, key: &str) -> Option<PathBuf> {
+        let p = value.get_ref();
+        if p.trim().is_empty() {
+            self.err(value.span(), key, "is empty; give a path");
+            return None;
+        }
+        if p.contains('\0') {
+            self.err(value.span(), key, "a path may not contain NUL");
+            return None;
+        }
+        Some(PathBuf::from(p))
+    }
+
     /// `host:port` resolved now; a name that does not resolve is an error at load time.
     pub fn socket_addr(&mut self, s: &Spanned<String>, key: &str) -> Option<SocketAddr> {
         match resolve(s.get_ref()) {
@@ -220,6 +235,15 @@ impl Validator<'_> {
                 1,
                 i64::from(u32::MAX),
             ) as usize,
+            temp_path: r
+                .temp_path
+                .as_ref()
+                .and_then(|p| self.path(p, "runtime.temp_path"))
+                .unwrap_or_else(d::temp_path),
+            pid_file: r
+                .pid_file
+                .as_ref()
+                .and_then(|p| self.path(p, "runtime.pid_file")),
         }
     }
 

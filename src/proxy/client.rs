@@ -13,7 +13,7 @@ use super::io::{recv, send, IoFail};
 use super::watchdog::Watch;
 use super::ProxyCtx;
 use super::{route, slot};
-use crate::config::{ServerName, VirtualServer};
+use crate::config::{Handler, ServerName, VirtualServer};
 use crate::http::request::{self, RequestBody, RequestHead};
 use crate::http::response::ResponseHead;
 use crate::http::template::Vars;
@@ -303,7 +303,9 @@ impl Client {
                 return true;
             }
         };
-        let Some(loc) = route::location(vs, path) else {
+        // Files and `return` locations get their handlers with the front-door work; until
+        // then they answer as if there were no location.
+        let Some(Handler::Proxy(loc)) = route::location(vs, path).map(|l| &l.handler) else {
             let close = self.head.body != RequestBody::None || !self.head.keep_alive;
             self.respond_own(ctx, 404, close, vs).await;
             self.consume(head_len);

@@ -12,8 +12,8 @@ use super::io::{recv, send, IoFail};
 use super::relay::Relayed;
 use super::watchdog::Watch;
 use super::ProxyCtx;
-use crate::config::Balance;
 use crate::config::VirtualServer;
+use crate::config::{Balance, ServerAddr};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::RequestBody;
 use crate::http::response;
@@ -175,7 +175,7 @@ impl Client {
             self.clock = Instant::now();
             let now = coarse_now_ms();
             let elapsed = self.clock.saturating_duration_since(sent_at);
-            self.log.upstream = Some(peer.cfg.addr);
+            self.log.upstream = peer.cfg.addr.inet();
             self.log.upstream_time = elapsed;
             match attempt {
                 Ok(mut conn) => {
@@ -315,7 +315,7 @@ impl Client {
         let mut fresh_retry_left = pooled.is_some() && replayable;
         let mut conn = match pooled {
             Some(c) => c,
-            None => connect(peer.cfg.addr, cfg.connect_timeout).await?,
+            None => connect(&peer.cfg.addr, cfg.connect_timeout).await?,
         };
         loop {
             conn.requests += 1;
@@ -331,7 +331,7 @@ impl Client {
                     tracing::debug!(server = %peer.cfg.name, "pooled connection was dead: {e}");
                     fresh_retry_left = false;
                     *progress = Progress::default();
-                    conn = connect(peer.cfg.addr, cfg.connect_timeout).await?;
+                    conn = connect(&peer.cfg.addr, cfg.connect_timeout).await?;
                 }
                 Err(f) => return Err(f),
             }
@@ -518,10 +518,15 @@ fn upstream_io(e: IoFail) -> Failure {
     }
 }
 
-async fn connect(
-    addr: std::net::SocketAddr,
-    timeout: std::time::Duration,
-) -> Result<UpConn, Failure> {
+async fn connect(addr: &ServerAddr, timeout: std::time::Duration) -> Result<UpConn, Failure> {
+    // Unix-socket servers are accepted by the configuration; connecting to them comes with
+    // the pool's support for unix streams.
+    let ServerAddr::Inet(addr) = *addr else {
+        return Err(Failure::Error(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "unix-socket servers are not supported by this build yet",
+        )));
+    };
     match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
