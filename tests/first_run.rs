@@ -198,11 +198,8 @@ fn more_workers_than_cpus_is_a_warning_with_both_counts() {
     // As many workers as CPUs: no warning.
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let cfg = config_on(port, b.addr, "", None).replacen(
-        "workers = 2",
-        &format!("workers = {cpus}"),
-        1,
-    );
+    let cfg =
+        config_on(port, b.addr, "", None).replacen("workers = 2", &format!("workers = {cpus}"), 1);
     let p = Proxy::start(&cfg, addr);
     assert!(!p.log().contains("more than the CPUs"), "{}", p.log());
 }

@@ -1,18 +1,22 @@
-//! The proxy's side of the access log: copying what a log line needs out of the request
-//! head before the head's buffer is reused, and handing the finished record to the
-//! worker's log buffers. Runs only for server blocks with `access_log`.
+//! The proxy's side of the access log: copying what the server block's `log_format` needs
+//! out of the request head before the head's buffer is reused, and handing the finished
+//! record to the worker's log buffers. Runs only for server blocks with `access_log`.
 
 use super::client::Client;
 use super::ProxyCtx;
 use crate::access_log::Record;
-use crate::config::VirtualServer;
+use crate::config::{ServerName, Var, VirtualServer};
+use crate::http::template::Vars;
 
 /// Most bytes of a rejected request's first line that are logged.
 const REJECTED_LINE_MAX: usize = 1024;
+/// `$scheme` of plain-text listeners.
+const SCHEME: &str = "http";
 
 impl Client {
-    /// Copies the request line, Referer and User-Agent of the parsed head.
-    pub(super) fn capture_head(&mut self) {
+    /// Copies the request line, `$host` and the headers `vs`'s format logs from the parsed
+    /// head.
+    pub(super) fn capture_head(&mut self, vs: &VirtualServer) {
         let log = &mut self.log;
         log.started = Some(std::time::Instant::now());
         let buf = &self.buf[..self.head.head_len.min(self.buf.len())];
@@ -21,13 +25,17 @@ impl Client {
             .split(|&b| b == b'\r' || b == b'\n')
             .next()
             .unwrap_or_default();
-        log.request_line = push(&mut log.captured, line);
+        log.head.set_request_line(line);
+        let vars = Vars {
+            buf,
+            head: &self.head,
+            remote: self.remote,
+            server_name: default_host(vs),
+        };
+        log.head.set_host(|out| vars.write_var(&Var::Host, out));
         for h in &self.head.headers {
-            let name = h.name(buf);
-            if name.eq_ignore_ascii_case(b"referer") {
-                log.referer = Some(push(&mut log.captured, h.value(buf)));
-            } else if name.eq_ignore_ascii_case(b"user-agent") {
-                log.user_agent = Some(push(&mut log.captured, h.value(buf)));
+            if let Some(slot) = vs.log_format.slot(h.name(buf)) {
+                log.head.set_header(slot, h.value(buf));
             }
         }
     }
@@ -41,33 +49,39 @@ impl Client {
             .split(|&b| b == b'\r' || b == b'\n')
             .next()
             .unwrap_or_default();
-        let line = &line[..line.len().min(REJECTED_LINE_MAX)];
-        log.request_line = push(&mut log.captured, line);
+        log.head
+            .set_request_line(&line[..line.len().min(REJECTED_LINE_MAX)]);
     }
 
     /// Writes the current request's line to `vs`'s access log, if it has one.
     pub(super) fn write_log(&self, ctx: &ProxyCtx, vs: &VirtualServer) {
         let Some(path) = &vs.access_log else { return };
         let log = &self.log;
-        let span = |s: (u32, u32)| &log.captured[s.0 as usize..s.1 as usize];
         let record = Record {
-            remote: self.remote.ip(),
-            request: span(log.request_line),
-            referer: log.referer.map(span),
-            user_agent: log.user_agent.map(span),
+            remote: self.remote,
+            head: &log.head,
+            scheme: SCHEME,
             status: log.status,
+            bytes_sent: log.sent,
             body_bytes: log.sent.saturating_sub(log.head_bytes),
             upstream: log.upstream,
             upstream_status: log.upstream_status,
             request_time: log.started.map(|s| s.elapsed()).unwrap_or_default(),
             upstream_time: log.upstream_time,
         };
-        ctx.access_log.borrow_mut().record(path, &record);
+        ctx.access_log
+            .borrow_mut()
+            .record(path, &vs.log_format, &record);
     }
 }
 
-fn push(into: &mut Vec<u8>, s: &[u8]) -> (u32, u32) {
-    let a = into.len();
-    into.extend_from_slice(s);
-    (a as u32, into.len() as u32)
+/// `$host` of a request that names no host: the block's first exact `server_name` (nginx).
+fn default_host(vs: &VirtualServer) -> &str {
+    vs.server_names
+        .iter()
+        .find_map(|n| match n {
+            ServerName::Exact(n) => Some(n.as_str()),
+            ServerName::Wildcard(_) => None,
+        })
+        .unwrap_or("")
 }

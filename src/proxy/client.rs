@@ -83,11 +83,7 @@ pub(super) struct RequestLog {
     /// What the access log needs from the request head, copied before the head's buffer is
     /// consumed (streamed bodies reuse it); filled only for a server block with a log.
     /// Capacity is kept from request to request.
-    pub captured: Vec<u8>,
-    /// Spans in `captured`: the request line, Referer, User-Agent.
-    pub request_line: (u32, u32),
-    pub referer: Option<(u32, u32)>,
-    pub user_agent: Option<(u32, u32)>,
+    pub head: crate::access_log::Captured,
     /// When the head was parsed (`$request_time` origin); set only with a log.
     pub started: Option<Instant>,
 }
@@ -95,10 +91,10 @@ pub(super) struct RequestLog {
 impl RequestLog {
     /// Clears the facts of the previous request, keeping the capture buffer's memory.
     fn reset(&mut self) {
-        let mut captured = std::mem::take(&mut self.captured);
-        captured.clear();
+        let mut head = std::mem::take(&mut self.head);
+        head.clear();
         *self = RequestLog {
-            captured,
+            head,
             ..RequestLog::default()
         };
     }
@@ -204,7 +200,7 @@ impl Client {
                 return;
             };
             if vs.access_log.is_some() {
-                self.capture_head();
+                self.capture_head(vs);
             }
             // In a worker-reused heap block, so that an idle connection's task holds only
             // the small head-reading state, not the much larger one of forwarding.
