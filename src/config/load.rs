@@ -8,6 +8,7 @@ use std::path::Path;
 use toml_edit::ImDocument;
 
 use super::error::{ConfigError, Problems};
+use super::hints;
 use super::model::Config;
 use super::schema::RawConfig;
 use super::validate;
@@ -29,6 +30,18 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
 pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
     let mut problems = Problems::default();
     let raw = read_raw(text, &mut problems);
+    if raw.is_none() {
+        if let Some(at) = hints::looks_like_nginx(text) {
+            problems.push(
+                at..at,
+                "",
+                format!(
+                    "this looks like an nginx configuration: try `ringlb import-nginx {}`",
+                    path.display()
+                ),
+            );
+        }
+    }
     let config = raw.and_then(|raw| validate::build(&raw, path, &mut problems));
     match config {
         Some(c) if problems.is_empty() => Ok(c),

@@ -9,12 +9,15 @@
 //!   (`defaults`), units (`units`), templates (`template`), addresses and cross references
 //!   -> [`model`], reporting every problem. The files TLS names are checked through the
 //!   `tls_files` hook.
+//! - `hints`: what an unknown key or a file that is not TOML most likely meant (nginx's
+//!   names, a key in the wrong table, an nginx configuration).
 //! - `summary`: the one-screen text of `ringlb check`.
 //!
 //! Errors are [`ConfigError`]s: `file:line:col: key.path: what is wrong and how to fix it`.
 
 pub mod defaults;
 mod error;
+mod hints;
 mod load;
 pub mod model;
 pub mod schema;

@@ -1,12 +1,13 @@
 //! The TOML file as written: one table per section, every key once.
 //!
-//! Each `section!` (from `walk.rs`) below makes the raw struct (every value optional and with its span),
-//! the section's key list and the walk that fills the struct from the spanned `toml_edit`
-//! tree (`load.rs` starts it at the root). The walk reports *every* unknown key or wrongly
-//! typed value with its position, where a serde derive would stop at the first.
+//! Each `section!` (from `walk.rs`) below makes the raw struct (every value optional and
+//! with its span), the section's key list and the walk that fills the struct from the
+//! spanned `toml_edit` tree (`load.rs` starts it at the root). The walk reports *every*
+//! unknown key or wrongly typed value with its position, where a serde derive would stop
+//! at the first.
 //!
-//! Nothing here is checked beyond its TOML type: durations and sizes are still strings,
-//! integers are `i64` (so that a negative number reaches `validate.rs` and gets a useful
+//! Nothing here is checked beyond its TOML type: durations and sizes are still strings or
+//! integers, integers are `i64` (so that a negative number reaches `validate.rs` and gets a useful
 //! message). Every key is optional here; `validate.rs` says which are required and holds
 //! the defaults.
 

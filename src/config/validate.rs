@@ -67,16 +67,24 @@ impl Validator<'_> {
         );
     }
 
+    /// A duration key: `"500ms"`, `"1m30s"`, or a bare number of seconds (integer or string,
+    /// as in nginx); `default` when absent or wrong.
     pub fn duration(
         &mut self,
-        value: &Option<Spanned<String>>,
+        value: &Option<Spanned<StrOrInt>>,
         path: &str,
         key: &str,
         default: Duration,
         zero_ok: bool,
     ) -> Duration {
         let Some(s) = value else { return default };
-        match parse_duration(s.get_ref()) {
+        let parsed = match s.get_ref() {
+            StrOrInt::Int(n) => u64::try_from(*n)
+                .map(Duration::from_secs)
+                .map_err(|_| format!("{n} is negative; a duration is 0 or more seconds")),
+            StrOrInt::Str(text) => parse_duration(text),
+        };
+        match parsed {
             Ok(dur) if dur.is_zero() && !zero_ok => {
                 self.err(
                     s.span(),

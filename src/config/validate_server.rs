@@ -143,7 +143,26 @@ impl Validator<'_> {
                 );
                 None
             }
-            Some(a) => Some(PathBuf::from(a.get_ref())),
+            // Opened (created if missing) now, so that `ringlb check`, start-up and a reload
+            // all refuse a log that could not be written, instead of losing lines later.
+            Some(a) => {
+                let file = PathBuf::from(a.get_ref());
+                match std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&file)
+                {
+                    Ok(_) => Some(file),
+                    Err(e) => {
+                        self.err(
+                            a.span(),
+                            &join(path, "access_log"),
+                            format!("cannot open {} for appending: {e}", file.display()),
+                        );
+                        None
+                    }
+                }
+            }
         };
         let proxy_protocol = s
             .proxy_protocol

@@ -79,7 +79,9 @@ macro_rules! key_name {
 /// The raw type each reader yields.
 macro_rules! raw_type {
     (string) => { Option<$crate::config::schema::Spanned<String>> };
-    (duration) => { Option<$crate::config::schema::Spanned<String>> };
+    (duration) => {
+        Option<$crate::config::schema::Spanned<$crate::config::schema::StrOrInt>>
+    };
     (boolean) => { Option<$crate::config::schema::Spanned<bool>> };
     (integer) => { Option<$crate::config::schema::Spanned<i64>> };
     (float) => { Option<$crate::config::schema::Spanned<f64>> };
@@ -240,7 +242,7 @@ impl Walker<'_> {
         self.problems.push(
             e.key_span.clone(),
             join(path, e.name),
-            format!("unknown key `{}`; {}", e.name, choices(e.name, valid)),
+            super::hints::unknown_key(e.name, valid),
         );
     }
 
@@ -284,12 +286,13 @@ impl Walker<'_> {
         self.scalar(e, path, "a string", |v| v.as_str().map(str::to_owned))
     }
 
-    pub fn duration(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<String>> {
-        self.scalar(
+    /// A duration: a string with units (`"2s"`, `"1m30s"`) or a number of seconds, as an
+    /// integer or a string (nginx's rule: `2` and `"2"` are both two seconds).
+    pub fn duration(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<StrOrInt>> {
+        self.str_or_int(
             e,
             path,
-            "a duration string such as \"2s\" or \"500ms\"",
-            |v| v.as_str().map(str::to_owned),
+            "a duration such as \"2s\", \"500ms\", \"1m30s\" or a number of seconds",
         )
     }
 
