@@ -317,54 +317,47 @@ fn quickstart_from_a_fresh_clone_serves_and_ctrl_c_stops_every_process() {
     }
 }
 
-#[test]
-fn a_taken_backend_port_stops_the_quickstart_at_once_naming_port_and_process() {
+/// Runs the script while a listener of this test process holds `taken`: the script must
+/// fail (exit 1) with `message` (`{me}` standing for this process's pid), leaving no process
+/// of its own behind and every other port of the configuration free. Returns the output.
+fn refused_while_held(taken: &str, message: &str) -> String {
     let _serial = serial();
     ports_free_or_explain();
-    let squatter = TcpListener::bind(BACKENDS[1]).unwrap();
+    let squatter = TcpListener::bind(taken).unwrap();
     let mut script = Script::start();
     let code = script.wait_exit(BUILD_AND_START);
     let out = script.output();
     assert_eq!(code, Some(1), "{out}");
-    let me = std::process::id();
-    assert!(
-        out.contains(&format!(
-            "backend {} cannot start: port 8002 is taken by pid {me} (",
-            BACKENDS[1]
-        )),
-        "the message must name the port and the holder:\n{out}"
+    let message = message.replace("{me}", &std::process::id().to_string());
+    assert!(out.contains(&message), "no {message:?} in:\n{out}");
+    assert_eq!(built_here(), vec![], "processes of the clone left running");
+    for addr in [PROXY].iter().chain(BACKENDS.iter()) {
+        assert!(
+            *addr == taken || port_free(addr),
+            "{addr} held after the failed start"
+        );
+    }
+    drop(squatter);
+    out
+}
+
+#[test]
+fn a_taken_backend_port_stops_the_quickstart_at_once_naming_port_and_process() {
+    let out = refused_while_held(
+        BACKENDS[1],
+        "backend 127.0.0.1:8002 cannot start: port 8002 is taken by pid {me} (",
     );
     assert!(
         !out.contains("ringlb started"),
         "ringlb started anyway:\n{out}"
     );
-    assert_eq!(built_here(), vec![], "processes of the clone left running");
-    for addr in [PROXY, BACKENDS[0], BACKENDS[2]] {
-        assert!(port_free(addr), "{addr} held after the failed start");
-    }
-    drop(squatter);
 }
 
 #[test]
 fn a_taken_proxy_port_stops_ringlb_and_the_backends() {
-    let _serial = serial();
-    ports_free_or_explain();
-    let squatter = TcpListener::bind(PROXY).unwrap();
-    let mut script = Script::start();
-    let code = script.wait_exit(BUILD_AND_START);
-    let out = script.output();
-    assert_eq!(code, Some(1), "{out}");
-    let me = std::process::id();
-    assert!(
-        out.contains(&format!(
-            "cannot listen on {PROXY} (listen): already in use by pid {me} ("
-        )),
-        "ringlb must name the address and the holder:\n{out}"
+    let out = refused_while_held(
+        PROXY,
+        "cannot listen on 127.0.0.1:8080 (listen): already in use by pid {me} (",
     );
     assert!(out.contains("backends stopped"), "{out}");
-    assert_eq!(built_here(), vec![], "processes of the clone left running");
-    for addr in BACKENDS {
-        assert!(port_free(addr), "{addr} held after ringlb refused to start");
-    }
-    drop(squatter);
 }

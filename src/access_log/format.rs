@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Captured, Record};
+use crate::config::syntax::{pieces, Piece};
 
 /// The default format: nginx's `combined` followed by four of its upstream variables.
 pub const COMBINED: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status \
@@ -67,6 +68,13 @@ impl PartialEq for LogFormat {
 impl PartialEq<&str> for LogFormat {
     fn eq(&self, other: &&str) -> bool {
         self.source == *other
+    }
+}
+
+/// The format as written.
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.source)
     }
 }
 
@@ -203,12 +211,7 @@ impl LogFormat {
     }
 }
 
-fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
-}
-
-/// `$name` takes the longest run of `[A-Za-z0-9_]`; `${name}` ends a name explicitly (the
-/// syntax of `proxy_set_header` templates and of nginx).
+/// A template of variables in the syntax of every ringlb template (`config::syntax`).
 fn template(text: &str) -> Result<(Kind, Vec<String>), FormatError> {
     if text.contains(['\n', '\r']) {
         return Err(FormatError::Syntax(
@@ -217,36 +220,11 @@ fn template(text: &str) -> Result<(Kind, Vec<String>), FormatError> {
     }
     let mut parts = Vec::new();
     let mut headers: Vec<String> = Vec::new();
-    let mut literal: Vec<u8> = Vec::new();
-    let mut rest = text;
-    while let Some(dollar) = rest.find('$') {
-        literal.extend_from_slice(&rest.as_bytes()[..dollar]);
-        rest = &rest[dollar + 1..];
-        let name;
-        if let Some(braced) = rest.strip_prefix('{') {
-            let end = braced
-                .find('}')
-                .ok_or_else(|| FormatError::Syntax("`${` without a closing `}`".into()))?;
-            name = &braced[..end];
-            rest = &braced[end + 1..];
-        } else {
-            let len = rest.bytes().take_while(|b| is_name_byte(*b)).count();
-            name = &rest[..len];
-            rest = &rest[len..];
-        }
-        if name.is_empty() || !name.bytes().all(is_name_byte) {
-            return Err(FormatError::Syntax(
-                "`$` must be followed by a variable name ($status, ${status})".into(),
-            ));
-        }
-        if !literal.is_empty() {
-            parts.push(Part::Literal(std::mem::take(&mut literal).into()));
-        }
-        parts.push(Part::Var(variable(name, &mut headers)?));
-    }
-    literal.extend_from_slice(rest.as_bytes());
-    if !literal.is_empty() {
-        parts.push(Part::Literal(literal.into()));
+    for piece in pieces(text).map_err(FormatError::Syntax)? {
+        parts.push(match piece {
+            Piece::Text(t) => Part::Literal(t.as_bytes().into()),
+            Piece::Name(n) => Part::Var(variable(n, &mut headers)?),
+        });
     }
     Ok((Kind::Template(parts), headers))
 }
