@@ -8,7 +8,6 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -204,7 +203,79 @@ fn more_workers_than_cpus_is_a_warning_with_both_counts() {
     assert!(!p.log().contains("more than the CPUs"), "{}", p.log());
 }
 
-#[allow(dead_code)]
-fn exists(p: &Path) -> bool {
-    p.exists()
+#[test]
+fn a_second_ringlb_on_the_same_pid_file_is_refused_naming_file_and_pid() {
+    let b = Backend::start("a");
+    let dir = temp_dir();
+    let pid_file = dir.join("ringlb.pid");
+    let extra = format!("pid_file = \"{}\"", pid_file.display());
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut first = Proxy::start(&config_on(port, b.addr, &extra, None), addr);
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap(),
+        format!("{}\n", first.pid())
+    );
+    // Another listen address: only the pid file stands in the way.
+    let (code, err) = run_to_exit(&config_on(free_port(), b.addr, &extra, None), &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "pid file {}: held by ringlb pid {}, which is running",
+            pid_file.display(),
+            first.pid()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("ringlb started"), "{err}");
+    // The refused one left the first one's file alone; a clean stop removes it.
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap(),
+        format!("{}\n", first.pid())
+    );
+    first.signal(libc::SIGTERM);
+    assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(!pid_file.exists(), "pid file left after a clean stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_stale_pid_file_is_taken_over() {
+    let b = Backend::start("a");
+    let dir = temp_dir();
+    let pid_file = dir.join("ringlb.pid");
+    // The pid of a process that has exited (and that nobody holds the lock for).
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(&pid_file, format!("{dead}\n")).unwrap();
+    let extra = format!("pid_file = \"{}\"", pid_file.display());
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let p = Proxy::start(&config_on(port, b.addr, &extra, None), addr);
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap(),
+        format!("{}\n", p.pid())
+    );
+    assert_eq!(get(addr, "/").unwrap().text(), "a");
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_pid_file_in_a_missing_directory_is_refused_naming_it() {
+    let b = Backend::start("a");
+    let dir = temp_dir();
+    let pid_file = dir.join("no/such/dir/ringlb.pid");
+    let extra = format!("pid_file = \"{}\"", pid_file.display());
+    let (code, err) = run_to_exit(&config_on(free_port(), b.addr, &extra, None), &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "pid file {}: No such file or directory",
+            pid_file.display()
+        )),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -198,8 +198,7 @@ fn addresses(config: &Config) -> Vec<(SocketAddr, &'static str)> {
 /// listens on our addresses (checked before binding the SO_REUSEPORT sockets, which would
 /// share them).
 fn preflight(config: &Config) -> Result<Option<PidFile>, StartError> {
-    let pid_path: Option<&std::path::Path> = None; // PENDING: config.runtime.pid_file
-    let pid_file = match pid_path {
+    let pid_file = match &config.runtime.pid_file {
         Some(path) => Some(PidFile::acquire(path)?),
         None => None,
     };
