@@ -614,12 +614,15 @@ mod tests {
             status: 200,
             bytes_sent: 700,
             body_bytes: 612,
-            upstream: Some("127.0.0.1:8001".parse::<SocketAddr>().unwrap()),
+            upstream: Some(&UPSTREAM),
             upstream_status: 200,
             request_time: Duration::from_micros(4_200),
             upstream_time: Duration::from_micros(3_050),
         }
     }
+
+    static UPSTREAM: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8001);
 
     const STAMP: Stamp<'static> = Stamp {
         unix_ms: 1_764_074_951_042,

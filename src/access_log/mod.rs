@@ -170,7 +170,8 @@ pub struct Record<'a> {
     pub bytes_sent: u64,
     /// ... and after the head (`$body_bytes_sent`).
     pub body_bytes: u64,
-    pub upstream: Option<SocketAddr>,
+    /// The last server tried (`$upstream_addr`): `10.0.0.7:8001`, `unix:/run/app.sock`.
+    pub upstream: Option<&'a dyn std::fmt::Display>,
     /// 0 = no response from the upstream.
     pub upstream_status: u16,
     pub request_time: Duration,

@@ -2,7 +2,10 @@
 //! out of the request head before the head's buffer is reused, and handing the finished
 //! record to the worker's log buffers. Runs only for server blocks with `access_log`.
 
-use super::client::Client;
+use std::net::SocketAddr;
+
+use super::exchange::Exchange;
+use super::route::Published;
 use super::ProxyCtx;
 use crate::access_log::Record;
 use crate::config::{ServerName, Var, VirtualServer};
@@ -13,13 +16,13 @@ const REJECTED_LINE_MAX: usize = 1024;
 /// `$scheme` of plain-text listeners.
 const SCHEME: &str = "http";
 
-impl Client {
+impl Exchange {
     /// Copies the request line, `$host` and the headers `vs`'s format logs from the parsed
-    /// head.
-    pub(super) fn capture_head(&mut self, vs: &VirtualServer) {
+    /// head (in `buf`).
+    pub(super) fn capture_head(&mut self, buf: &[u8], remote: SocketAddr, vs: &VirtualServer) {
         let log = &mut self.log;
         log.started = Some(std::time::Instant::now());
-        let buf = &self.buf[..self.head.head_len.min(self.buf.len())];
+        let buf = &buf[..self.head.head_len.min(buf.len())];
         let start = self.head.method_span.0 as usize;
         let line = buf[start.min(buf.len())..]
             .split(|&b| b == b'\r' || b == b'\n')
@@ -29,7 +32,7 @@ impl Client {
         let vars = Vars {
             buf,
             head: &self.head,
-            remote: self.remote,
+            remote,
             server_name: default_host(vs),
         };
         log.head.set_host(|out| vars.write_var(&Var::Host, out));
@@ -41,11 +44,10 @@ impl Client {
     }
 
     /// For a request rejected before it parsed: whatever its first line is.
-    pub(super) fn capture_rejected(&mut self) {
+    pub(super) fn capture_rejected(&mut self, buf: &[u8]) {
         let log = &mut self.log;
         log.started = Some(std::time::Instant::now());
-        let line = self
-            .buf
+        let line = buf
             .split(|&b| b == b'\r' || b == b'\n')
             .next()
             .unwrap_or_default();
@@ -54,17 +56,27 @@ impl Client {
     }
 
     /// Writes the current request's line to `vs`'s access log, if it has one.
-    pub(super) fn write_log(&self, ctx: &ProxyCtx, vs: &VirtualServer) {
+    pub(super) fn write_log(
+        &self,
+        ctx: &ProxyCtx,
+        cur: &Published,
+        remote: SocketAddr,
+        vs: &VirtualServer,
+    ) {
         let Some(path) = &vs.access_log else { return };
         let log = &self.log;
+        let upstream = log
+            .upstream
+            .and_then(|(u, i)| cur.snapshot.upstreams.get(u)?.peers.get(i))
+            .map(|p| &p.cfg.addr);
         let record = Record {
-            remote: self.remote,
+            remote,
             head: &log.head,
             scheme: SCHEME,
             status: log.status,
             bytes_sent: log.sent,
             body_bytes: log.sent.saturating_sub(log.head_bytes),
-            upstream: log.upstream,
+            upstream: upstream.map(|a| a as &dyn std::fmt::Display),
             upstream_status: log.upstream_status,
             request_time: log.started.map(|s| s.elapsed()).unwrap_or_default(),
             upstream_time: log.upstream_time,
