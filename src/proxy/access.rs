@@ -4,11 +4,11 @@
 
 use std::net::SocketAddr;
 
-use super::exchange::Exchange;
+use super::exchange::{first_exact_name, Exchange};
 use super::route::Published;
 use super::ProxyCtx;
 use crate::access_log::Record;
-use crate::config::{ServerName, Var, VirtualServer};
+use crate::config::{Var, VirtualServer};
 use crate::http::template::Vars;
 
 /// Most bytes of a rejected request's first line that are logged.
@@ -33,7 +33,7 @@ impl Exchange {
             buf,
             head: &self.head,
             remote,
-            server_name: default_host(vs),
+            server_name: first_exact_name(vs),
         };
         log.head.set_host(|out| vars.write_var(&Var::Host, out));
         for h in &self.head.headers {
@@ -85,15 +85,4 @@ impl Exchange {
             .borrow_mut()
             .record(path, &vs.log_format, &record);
     }
-}
-
-/// `$host` of a request that names no host: the block's first exact `server_name` (nginx).
-fn default_host(vs: &VirtualServer) -> &str {
-    vs.server_names
-        .iter()
-        .find_map(|n| match n {
-            ServerName::Exact(n) => Some(n.as_str()),
-            ServerName::Wildcard(_) => None,
-        })
-        .unwrap_or("")
 }

@@ -16,6 +16,7 @@ mod relay;
 
 use std::time::{Duration, Instant};
 
+pub(super) use local::first_exact_name;
 pub(super) use queue::WaitQueues;
 
 use super::conn::Conn;
