@@ -150,7 +150,7 @@ impl<S: ClientIo> Conn<S> {
                 return;
             };
             if vs.access_log.is_some() {
-                ex.capture_head(&self.buf);
+                ex.capture_head(&self.buf, self.remote, vs);
             }
             // In a worker-reused heap block, so that an idle connection's task holds only
             // the small head-reading state, not the much larger one of forwarding.

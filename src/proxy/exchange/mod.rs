@@ -17,6 +17,7 @@ mod relay;
 
 use std::time::{Duration, Instant};
 
+pub(super) use local::first_exact_name;
 pub(super) use queue::WaitQueues;
 
 use super::conn::Conn;
@@ -106,11 +107,7 @@ pub(super) struct RequestLog {
     /// What the access log needs from the request head, copied before the head's buffer is
     /// consumed; filled only for a server block with a log. Capacity is kept from request
     /// to request.
-    pub captured: Vec<u8>,
-    /// Spans in `captured`: the request line, Referer, User-Agent.
-    pub request_line: (u32, u32),
-    pub referer: Option<(u32, u32)>,
-    pub user_agent: Option<(u32, u32)>,
+    pub head: crate::access_log::Captured,
     /// When the head was parsed (`$request_time` origin); set only with a log.
     pub started: Option<Instant>,
 }
@@ -118,10 +115,10 @@ pub(super) struct RequestLog {
 impl RequestLog {
     /// Clears the facts of the previous request, keeping the capture buffer's memory.
     pub(super) fn reset(&mut self) {
-        let mut captured = std::mem::take(&mut self.captured);
-        captured.clear();
+        let mut head = std::mem::take(&mut self.head);
+        head.clear();
         *self = RequestLog {
-            captured,
+            head,
             ..RequestLog::default()
         };
     }
