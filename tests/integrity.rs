@@ -814,3 +814,158 @@ fn early_answers_reach_the_client_streaming() {
 fn early_answers_reach_the_client_buffered() {
     early_answers_reach_the_client(true);
 }
+
+// ---------------------------------------------------------------------------------------
+// A client that goes away frees its place.
+
+/// Records every request path and whether the proxy closed the connection while a request
+/// on it was unanswered; `/hold` is answered only once `release` is set, `/hang` never.
+struct Holding {
+    addr: SocketAddr,
+    paths: Arc<Mutex<Vec<String>>>,
+    abandoned: Arc<(Mutex<u32>, Condvar)>,
+    release: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Holding {
+    fn start() -> Holding {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let h = Holding {
+            addr: l.local_addr().unwrap(),
+            paths: Arc::default(),
+            abandoned: Arc::default(),
+            release: Arc::default(),
+        };
+        let (paths, abandoned, release) = (h.paths.clone(), h.abandoned.clone(), h.release.clone());
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let (paths, abandoned, release) =
+                    (paths.clone(), abandoned.clone(), release.clone());
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    while let Some((_, path, _)) = read_request(&mut s, &mut buf) {
+                        paths.lock().unwrap().push(path.clone());
+                        if path == "/hang" || path == "/hold" {
+                            // Wait for the release, or for the proxy to give up on us.
+                            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                            let mut tmp = [0u8; 64];
+                            loop {
+                                if path == "/hold"
+                                    && release.load(std::sync::atomic::Ordering::SeqCst)
+                                {
+                                    break;
+                                }
+                                match s.read(&mut tmp) {
+                                    Ok(0) => {
+                                        let (m, cv) = &*abandoned;
+                                        *m.lock().unwrap() += 1;
+                                        cv.notify_all();
+                                        return;
+                                    }
+                                    Ok(_) => {}
+                                    Err(e)
+                                        if e.kind() == std::io::ErrorKind::WouldBlock
+                                            || e.kind() == std::io::ErrorKind::TimedOut => {}
+                                    Err(_) => return,
+                                }
+                            }
+                            s.set_read_timeout(None).unwrap();
+                        }
+                        if s.write_all(&answer(&path)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        h
+    }
+
+    fn wait_paths(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.paths.lock().unwrap().len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "the backend never got {n} requests"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn wait_abandoned(&self, n: u32) {
+        let (m, cv) = &*self.abandoned;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut g = m.lock().unwrap();
+        while *g < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the proxy kept the abandoned exchange's connection open"
+            );
+            g = cv.wait_timeout(g, left).unwrap().0;
+        }
+    }
+}
+
+#[test]
+fn a_client_that_goes_away_while_waiting_frees_the_server() {
+    let b = Holding::start();
+    let port = free_port();
+    // A read timeout far longer than the test waits: only the client's leaving can end it.
+    let cfg = config(port, b.addr, "").replace("read_timeout = \"10s\"", "read_timeout = \"300s\"");
+    let p = Proxy::start(&cfg, SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut c = Conn::open(p.addr).unwrap();
+    c.send(b"GET /hang HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    b.wait_paths(1);
+    drop(c);
+    b.wait_abandoned(1);
+    // The worker is fine and the next client is served.
+    let mut c = Conn::open(p.addr).unwrap();
+    let r = request(&mut c, "GET", "/after").unwrap();
+    assert_eq!(r.text(), "/after");
+}
+
+#[test]
+fn a_client_that_goes_away_while_queued_leaves_the_queue() {
+    let b = Holding::start();
+    let port = free_port();
+    let cfg = config(port, b.addr, "")
+        .replace(
+            "read_timeout = \"10s\"",
+            "read_timeout = \"300s\"\nqueue = 10\nqueue_timeout = \"60s\"",
+        )
+        .replace(
+            &format!("{{ addr = \"{}\" }}", b.addr),
+            &format!("{{ addr = \"{}\", max_conns = 1 }}", b.addr),
+        );
+    let p = Proxy::start(&cfg, SocketAddr::from(([127, 0, 0, 1], port)));
+    // The one slot is held.
+    let mut holder = Conn::open(p.addr).unwrap();
+    holder
+        .send(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    b.wait_paths(1);
+    // A second request queues behind it, then its client leaves.
+    let mut quitter = Conn::open(p.addr).unwrap();
+    quitter
+        .send(b"GET /quitter HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // A third one queues and stays.
+    let mut stayer = Conn::open(p.addr).unwrap();
+    stayer
+        .send(b"GET /stayer HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    drop(quitter);
+    std::thread::sleep(Duration::from_millis(100));
+    b.release.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(holder.read_response(false).unwrap().text(), "/hold");
+    assert_eq!(stayer.read_response(false).unwrap().text(), "/stayer");
+    // The request of the client that left never reached the server.
+    assert!(
+        !b.paths.lock().unwrap().iter().any(|p| p == "/quitter"),
+        "{:?}",
+        b.paths.lock().unwrap()
+    );
+}

@@ -26,6 +26,9 @@ pub struct ResponseHead {
     /// header, and Content-Length (if any) once and in canonical form. Most responses
     /// qualify, and are then relayed without being rewritten.
     pub verbatim: bool,
+    /// `X-Accel-Buffering: no`: the server asks that this response not be buffered
+    /// (server-sent events, long polling), as nginx honours it.
+    pub no_buffering: bool,
 }
 
 impl Default for ResponseHead {
@@ -41,6 +44,7 @@ impl Default for ResponseHead {
             keep_alive: true,
             connection: None,
             verbatim: false,
+            no_buffering: false,
         }
     }
 }
@@ -75,6 +79,7 @@ pub fn parse(
     head.head_len = head_len;
     head.headers.clear();
     head.connection = None;
+    head.no_buffering = false;
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut other_coding = false;
@@ -94,6 +99,13 @@ pub fn parse(
         let start = name_span.0 as usize;
         verbatim &= start >= 2 && &buf[start - 2..start] == b"\r\n";
         let Some(hop) = hop_header(name) else {
+            if is_accel(name) {
+                // nginx's instructions to the proxy, never relayed (`proxy_hide_header`).
+                verbatim = false;
+                if name.eq_ignore_ascii_case(b"x-accel-buffering") {
+                    head.no_buffering = trim(value).eq_ignore_ascii_case(b"no");
+                }
+            }
             continue;
         };
         if hop == Hop::ContentLength {
@@ -151,6 +163,12 @@ pub fn parse(
         && !(100..200).contains(&status)
         && matches!(head.body, ResponseBody::None | ResponseBody::Length(_));
     Ok(true)
+}
+
+/// `X-Accel-*`: fields a server addresses to the proxy in front of it (nginx's
+/// `X-Accel-Buffering`, `X-Accel-Redirect`, ...), never passed to the client.
+pub(crate) fn is_accel(name: &[u8]) -> bool {
+    name.len() > 8 && name[..8].eq_ignore_ascii_case(b"x-accel-")
 }
 
 /// `0` or digits without a leading zero: what ringlb itself would write.

@@ -19,6 +19,9 @@ pub struct Forwarding<'a> {
     /// Fields whose name has `_` are dropped (nginx's `underscores_in_headers off`: such
     /// names can alias `-` names in CGI-style environments, `X_Real_IP` for `X-Real-IP`).
     pub drop_underscores: bool,
+    /// The body was read whole: it goes with this `Content-Length`, whatever the client's
+    /// framing was.
+    pub body_length: Option<u64>,
 }
 
 /// Appends the request head for the backend to `out`.
@@ -85,7 +88,11 @@ pub fn request_head(
         out.extend_from_slice(b"\r\n");
     }
 
-    match head.body {
+    let body = match fwd.body_length {
+        Some(n) if head.body != RequestBody::None => RequestBody::Length(n),
+        _ => head.body,
+    };
+    match body {
         RequestBody::None => {}
         RequestBody::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");
@@ -147,7 +154,10 @@ pub fn response_head(
     for h in &res.headers {
         let name = h.name(buf);
         let pass_upgrade = tunnel && name.eq_ignore_ascii_case(b"upgrade");
-        if !pass_upgrade && (is_hop_by_hop(name) || connection.is_some_and(|c| has_token(c, name)))
+        if !pass_upgrade
+            && (is_hop_by_hop(name)
+                || connection.is_some_and(|c| has_token(c, name))
+                || super::response::is_accel(name))
         {
             continue;
         }

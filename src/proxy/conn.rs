@@ -129,7 +129,7 @@ impl<S: ClientIo> Conn<S> {
                         ex.capture_rejected(&self.buf);
                     }
                     self.respond_own(ctx, ex, status, true, default_vs).await;
-                    ex.write_log(ctx, &cur, self.remote, default_vs);
+                    ex.write_log(ctx, &cur, self.remote, default_vs, S::TLS);
                     return;
                 }
             }
@@ -150,12 +150,12 @@ impl<S: ClientIo> Conn<S> {
                 return;
             };
             if vs.access_log.is_some() {
-                ex.capture_head(&self.buf);
+                ex.capture_head(&self.buf, self.remote, vs);
             }
             // In a worker-reused heap block, so that an idle connection's task holds only
             // the small head-reading state, not the much larger one of forwarding.
             let close = slot::run_in(&ctx.slots, || ex.handle(ctx, self, &cur, vs)).await;
-            ex.write_log(ctx, &cur, self.remote, vs);
+            ex.write_log(ctx, &cur, self.remote, vs, S::TLS);
             self.served += 1;
             if close {
                 return;
@@ -297,17 +297,6 @@ impl<S: ClientIo> Conn<S> {
         }
     }
 
-    /// Reads until `buf` holds `len` bytes.
-    pub(super) async fn read_to(&mut self, len: usize, timeout: Duration) -> Result<(), IoFail> {
-        while self.buf.len() < len {
-            self.clock = Instant::now();
-            if self.read(Watch::read(self.clock + timeout)).await? == 0 {
-                return Err(IoFail::Io(std::io::ErrorKind::UnexpectedEof.into()));
-            }
-        }
-        Ok(())
-    }
-
     /// Writes `buf[range]` to the client, watched by `deadline`.
     pub(super) async fn send(
         &mut self,
@@ -372,10 +361,8 @@ impl<S: ClientIo> Conn<S> {
     /// destroy the response before the client reads it (a 413 for a body still arriving,
     /// typically).
     pub(super) async fn linger(&mut self) {
-        // SAFETY: the descriptor is this connection's, open until `self` is dropped.
-        unsafe {
-            libc::shutdown(self.stream.as_raw_fd(), libc::SHUT_WR);
-        }
+        // The descriptor is this connection's, open until `self` is dropped.
+        let _ = crate::sys::shutdown(self.stream.as_raw_fd(), std::net::Shutdown::Write);
         let until = Instant::now() + LINGER_TIME;
         let mut drained = 0usize;
         while drained < LINGER_MAX_BYTES {

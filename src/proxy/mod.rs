@@ -13,6 +13,7 @@ mod exchange;
 mod io;
 pub mod route;
 mod slot;
+mod spool;
 mod tunnel;
 pub mod watchdog;
 

@@ -31,6 +31,7 @@ use crate::http::response;
 use crate::pool::{ConnectError, UpConn};
 use crate::proxy::conn::Conn;
 use crate::proxy::io::{first, ClientIo, First, IoFail};
+use crate::proxy::spool::READ_BACK;
 use crate::proxy::watchdog::Watch;
 use crate::proxy::ProxyCtx;
 use crate::upstream::{Peer, Upstream};
@@ -163,6 +164,12 @@ impl Exchange {
             self.early = true;
             return Ok(());
         }
+        if plan == BodyPlan::Buffered {
+            if let Sent::Answered = self.send_spilled(up_conn, cfg.send_timeout).await? {
+                self.early = true;
+                return Ok(());
+            }
+        }
         if plan == BodyPlan::Stream {
             progress.body_consumed = true;
             if let Sent::Answered = self.stream_body(conn, up_conn, up, vs).await? {
@@ -175,6 +182,44 @@ impl Exchange {
             }
         }
         self.read_response_head(conn, up_conn, up).await
+    }
+
+    /// Sends the part of a buffered request body that went to the temporary file.
+    async fn send_spilled(
+        &mut self,
+        up_conn: &mut UpConn,
+        send_timeout: Duration,
+    ) -> Result<Sent, Failure> {
+        let len = self.body.file_len();
+        let mut pos = 0u64;
+        while pos < len {
+            let want = ((len - pos) as usize).min(READ_BACK);
+            let mut buf = std::mem::take(&mut self.scratch);
+            buf.clear();
+            let (r, buf) = self.body.read_file(buf, want, pos).await;
+            let n = match r {
+                Ok(0) => {
+                    self.scratch = buf;
+                    return Err(Failure::Client(Some(500)));
+                }
+                Ok(n) => n,
+                Err(e) => {
+                    self.scratch = buf;
+                    tracing::error!(error = %e, "cannot read back a buffered request body");
+                    return Err(Failure::Client(Some(500)));
+                }
+            };
+            let deadline = Instant::now() + send_timeout;
+            let (sent, buf) = self
+                .send_watching(up_conn, buf, 0..n, deadline, self.read_timeout)
+                .await;
+            self.scratch = buf;
+            if let Sent::Answered = sent? {
+                return Ok(Sent::Answered);
+            }
+            pos += n as u64;
+        }
+        Ok(Sent::All)
     }
 
     /// Writes `buf[range]` to the server while watching its armed read: a complete

@@ -5,7 +5,7 @@ use std::io;
 use std::time::Instant;
 
 use super::attempt::Progress;
-use super::relay::Relayed;
+use super::relay::ClientBroke;
 use super::{BodyPlan, Exchange, Outcome};
 use crate::config::{Balance, VirtualServer};
 use crate::metrics;
@@ -60,6 +60,54 @@ impl Failure {
             Failure::ClientGone => None,
             _ => Some(502),
         }
+    }
+}
+
+/// The server side of an exchange while its response is relayed: the connection and the
+/// server's slot (its active count, which `least_conn` and `max_conns` read). Both are given
+/// back once, as soon as the response has been read from the server (the client may still
+/// be receiving it), or when the exchange ends some other way (dropped: not pooled).
+pub(super) struct Held<'a> {
+    ctx: &'a ProxyCtx,
+    up: &'a Upstream,
+    i: usize,
+    conn: Option<UpConn>,
+}
+
+impl Held<'_> {
+    /// The connection, until it is released.
+    pub(super) fn conn(&mut self) -> &mut UpConn {
+        self.conn
+            .as_mut()
+            .expect("the relay uses the upstream connection only until it releases it")
+    }
+
+    pub(super) fn is_held(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// The server's part of the exchange is over: its slot is free, and its connection
+    /// goes back to the pool when `reusable` (and it may carry more requests).
+    pub(super) fn release(&mut self, reusable: bool) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        release(&self.up.peers[self.i]);
+        let cfg = &self.up.cfg;
+        if reusable && !self.ctx.stopping() && conn.requests < cfg.keepalive_requests {
+            self.ctx.pool.borrow_mut().put(
+                self.up.peers[self.i].state.id,
+                conn,
+                cfg.keepalive,
+                Instant::now() + cfg.keepalive_timeout,
+            );
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.release(false);
     }
 }
 
@@ -164,7 +212,7 @@ impl Exchange {
             self.log.upstream = Some((up.index, i));
             self.log.upstream_time = elapsed;
             match attempt {
-                Ok(mut up_conn) => {
+                Ok(up_conn) => {
                     let status = self.res.status;
                     self.log.upstream_status = status;
                     shard.observe(status, elapsed);
@@ -193,9 +241,18 @@ impl Exchange {
                     } else if !status_fails {
                         ctx.selector.borrow_mut().succeeded(up, i);
                     }
-                    let relayed = self.relay(ctx, conn, &mut up_conn, vs, close).await;
-                    release(peer);
-                    return self.finish(ctx, up, i, up_conn, relayed, conn.clock);
+                    let mut held = Held {
+                        ctx,
+                        up,
+                        i,
+                        conn: Some(up_conn),
+                    };
+                    let relayed = self.relay(ctx, conn, &mut held, vs, close).await;
+                    drop(held);
+                    return match relayed {
+                        Ok(close) => Outcome::Done { close },
+                        Err(ClientBroke) => Outcome::Failed { status: None },
+                    };
                 }
                 Err(f) => {
                     release(peer);
@@ -256,33 +313,5 @@ impl Exchange {
             && (!progress.request_sent
                 || self.head.method.is_idempotent()
                 || cfg.next_upstream.non_idempotent)
-    }
-
-    /// Puts the connection back in the pool if the exchange left it clean: the response
-    /// ended at its framed end and nothing followed it (the pool checks that too).
-    fn finish(
-        &mut self,
-        ctx: &ProxyCtx,
-        up: &Upstream,
-        i: usize,
-        up_conn: UpConn,
-        relayed: Relayed,
-        now: Instant,
-    ) -> Outcome {
-        if relayed.upstream_reusable && !ctx.stopping() {
-            let cfg = &up.cfg;
-            if up_conn.requests < cfg.keepalive_requests {
-                ctx.pool.borrow_mut().put(
-                    up.peers[i].state.id,
-                    up_conn,
-                    cfg.keepalive,
-                    now + cfg.keepalive_timeout,
-                );
-            }
-        }
-        match relayed.client {
-            Ok(close) => Outcome::Done { close },
-            Err(()) => Outcome::Failed { status: None },
-        }
     }
 }

@@ -95,7 +95,7 @@ impl Exchange {
 }
 
 /// The server block's first exact name (`$host` when the request names none).
-pub(super) fn first_exact_name(vs: &VirtualServer) -> &str {
+pub(in crate::proxy) fn first_exact_name(vs: &VirtualServer) -> &str {
     vs.server_names
         .iter()
         .find_map(|n| match n {

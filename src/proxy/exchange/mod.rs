@@ -9,6 +9,7 @@
 //! (after a 101). `queue` holds requests while every server is at `max_conns`.
 
 mod attempt;
+mod body;
 mod forward;
 mod local;
 mod queue;
@@ -16,11 +17,13 @@ mod relay;
 
 use std::time::{Duration, Instant};
 
+pub(super) use local::first_exact_name;
 pub(super) use queue::WaitQueues;
 
 use super::conn::Conn;
-use super::io::{ClientIo, IoFail};
+use super::io::ClientIo;
 use super::route::{self, Published};
+use super::spool::BufferedBody;
 use super::ProxyCtx;
 use crate::config::{Handler, VirtualServer};
 use crate::http::request::{RequestBody, RequestHead};
@@ -28,10 +31,11 @@ use crate::http::response::ResponseHead;
 use crate::http::template::Vars;
 use crate::http::{has_token, rewrite, trim, uri};
 use crate::upstream::Tried;
+use body::BodyError;
 
-/// A request body up to this size is read completely before the backend is contacted, so
-/// that a failed attempt can be replayed on the next server (nginx buffers every body; we
-/// buffer small ones in memory and stream the rest).
+/// With `proxy_request_buffering = false`, a body up to this size is still read whole
+/// before the backend is contacted, so that a failed attempt can be replayed on the next
+/// server; larger ones are streamed.
 pub(super) const REPLAY_MAX: u64 = 64 * 1024;
 /// Buffers larger than this after a request shrink back, so that a connection that once
 /// carried a large request does not keep its memory.
@@ -66,6 +70,19 @@ pub(super) struct Exchange {
     pub(super) max_body: u64,
     /// The location's (or else the upstream's) `read_timeout`.
     pub(super) read_timeout: Duration,
+    /// The request body, when it is read whole before a server is chosen.
+    pub(super) body: BufferedBody,
+    /// A buffer for pieces read back from a temporary file.
+    pub(super) scratch: Vec<u8>,
+    /// A read buffer for the upstream connection, swapped in when the one holding a whole
+    /// response is taken away to be written to the client (the server is then free before
+    /// the client has its response).
+    pub(super) spare: Vec<u8>,
+    /// The location's `proxy_buffering` (`proxy_buffers`, `proxy_max_temp_file_size`), or
+    /// `None` when responses are relayed as they come.
+    pub(super) buffering: Option<(usize, u64)>,
+    /// `runtime.temp_path`, where buffered bodies spill.
+    pub(super) temp_dir: std::path::PathBuf,
     /// What the access log and metrics need to know about the current request.
     pub(super) log: RequestLog,
 }
@@ -90,11 +107,7 @@ pub(super) struct RequestLog {
     /// What the access log needs from the request head, copied before the head's buffer is
     /// consumed; filled only for a server block with a log. Capacity is kept from request
     /// to request.
-    pub captured: Vec<u8>,
-    /// Spans in `captured`: the request line, Referer, User-Agent.
-    pub request_line: (u32, u32),
-    pub referer: Option<(u32, u32)>,
-    pub user_agent: Option<(u32, u32)>,
+    pub head: crate::access_log::Captured,
     /// When the head was parsed (`$request_time` origin); set only with a log.
     pub started: Option<Instant>,
 }
@@ -102,10 +115,10 @@ pub(super) struct RequestLog {
 impl RequestLog {
     /// Clears the facts of the previous request, keeping the capture buffer's memory.
     pub(super) fn reset(&mut self) {
-        let mut captured = std::mem::take(&mut self.captured);
-        captured.clear();
+        let mut head = std::mem::take(&mut self.head);
+        head.clear();
         *self = RequestLog {
-            captured,
+            head,
             ..RequestLog::default()
         };
     }
@@ -124,8 +137,11 @@ pub(super) enum Outcome {
 /// How the current request's body reaches the backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum BodyPlan {
-    /// No body, or a small one already appended to `out`: the request can be replayed.
+    /// No body, or one already appended to `out`: the request can be replayed.
     InOut,
+    /// Read whole (`body`): its first part is in `out` after the head, the rest in the
+    /// temporary file, sent after `out`. Replayable.
+    Buffered,
     /// Streamed from the client after the head (which is still at the start of the
     /// connection's buffer, with what arrived of the body after it).
     Stream,
@@ -170,14 +186,41 @@ impl Exchange {
         };
         let up = &cur.snapshot.upstreams[loc.upstream];
         self.read_timeout = loc.read_timeout.unwrap_or(up.cfg.read_timeout);
+        self.buffering = loc
+            .buffering
+            .then_some((loc.buffers, loc.max_temp_file_size));
+        let temp_dir = &cur.config().runtime.temp_path;
+        if self.buffering.is_some() && self.temp_dir != *temp_dir {
+            self.temp_dir.clone_from(temp_dir);
+        }
         let close = !self.head.keep_alive
             || vs.keepalive_timeout.is_zero()
             || conn.served + 1 >= vs.keepalive_requests
             || ctx.stopping();
 
         self.early = false;
-        self.out.clear();
         self.key.clear();
+        // The body first: a buffered one is read whole before anything else (its length
+        // goes into the forwarded head).
+        let plan = match self.head.body {
+            RequestBody::None => BodyPlan::InOut,
+            RequestBody::Length(n) if n <= REPLAY_MAX || loc.request_buffering => {
+                BodyPlan::Buffered
+            }
+            RequestBody::Chunked if loc.request_buffering => BodyPlan::Buffered,
+            RequestBody::Length(_) | RequestBody::Chunked => BodyPlan::Stream,
+        };
+        if plan == BodyPlan::Buffered {
+            match self.buffer_body(ctx, conn, vs, loc).await {
+                Ok(()) => {}
+                Err(BodyError::Status(status)) => {
+                    conn.respond_own(ctx, self, status, true, vs).await;
+                    return true;
+                }
+                Err(BodyError::Gone) => return true,
+            }
+        }
+        self.out.clear();
         {
             let upgrade = self
                 .head
@@ -195,6 +238,7 @@ impl Exchange {
             let forwarding = rewrite::Forwarding {
                 upgrade,
                 drop_underscores: !vs.underscores_in_headers,
+                body_length: (plan == BodyPlan::Buffered).then(|| self.body.len()),
             };
             rewrite::request_head(
                 &mut self.out,
@@ -207,41 +251,28 @@ impl Exchange {
                 vars.eval(t, &mut self.key);
             }
         }
-
-        let plan = match self.head.body {
-            RequestBody::None => {
-                conn.consume(head_len);
-                BodyPlan::InOut
-            }
-            RequestBody::Length(n) if n <= REPLAY_MAX => {
-                let need = head_len + n as usize;
-                if conn.buf.len() < need {
-                    if self.head.expect_continue
-                        && conn.buf.len() == head_len
-                        && !conn.send_continue(self, vs).await
-                    {
-                        return true;
-                    }
-                    match conn.read_to(need, vs.client_body_timeout).await {
-                        Ok(()) => {}
-                        Err(IoFail::Timeout) => {
-                            conn.respond_own(ctx, self, 408, true, vs).await;
-                            return true;
-                        }
-                        Err(IoFail::Io(_)) => return true,
-                    }
+        let plan = match plan {
+            // The head and what of the body is in memory go in one write; a spilled rest
+            // follows from the file.
+            BodyPlan::Buffered => {
+                self.out.extend_from_slice(&self.body.mem);
+                if self.body.file_len() == 0 {
+                    BodyPlan::InOut
+                } else {
+                    BodyPlan::Buffered
                 }
-                self.out.extend_from_slice(&conn.buf[head_len..need]);
-                conn.consume(need);
-                BodyPlan::InOut
             }
-            RequestBody::Length(_) | RequestBody::Chunked => BodyPlan::Stream,
+            p => p,
         };
-        // The request is now all in `out`: the client read can be armed (the next
-        // request's read, which meanwhile tells if the client goes away). Not for an
-        // upgrade: what the client sends next may be tunnel bytes, read by the tunnel.
-        if plan == BodyPlan::InOut && !self.upgrade {
-            conn.watch_client();
+        if plan != BodyPlan::Stream {
+            // The body's bytes already left the buffer; the head goes now.
+            conn.consume(head_len);
+            // The request is all read: the client read can be armed (the next request's
+            // read, which meanwhile tells if the client goes away). Not for an upgrade:
+            // what the client sends next may be tunnel bytes, read by the tunnel.
+            if !self.upgrade {
+                conn.watch_client();
+            }
         }
 
         match self.forward(ctx, conn, up, vs, plan, close).await {
@@ -263,6 +294,11 @@ impl Exchange {
         if self.out.capacity() > SHRINK_ABOVE {
             self.out = Vec::new();
         }
+        self.body.shrink(SHRINK_ABOVE);
+        if self.scratch.capacity() > SHRINK_ABOVE {
+            self.scratch = Vec::new();
+        }
+        self.body.clear();
     }
 }
 
