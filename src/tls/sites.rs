@@ -113,33 +113,12 @@ impl AddrTls {
     /// else the one with the longest matching `*.` wildcard, else the first block (as
     /// nginx picks a certificate, and as requests are routed by Host).
     pub fn choose(&self, sni: Option<&str>) -> &Arc<ServerConfig> {
-        let i = sni.map_or(0, |host| {
-            pick(self.sites.iter().map(|s| &s.names[..]), host.as_bytes())
+        let i = sni.and_then(|host| {
+            ServerName::pick(self.sites.iter().map(|s| &s.names[..]), host.as_bytes())
         });
+        let i = i.unwrap_or(0);
         &self.sites[i].config
     }
-}
-
-/// The index of the block `host` names among `blocks` (0 when none does).
-fn pick<'a>(blocks: impl Iterator<Item = &'a [ServerName]>, host: &[u8]) -> usize {
-    let mut best: Option<(usize, usize)> = None; // (suffix length, block)
-    for (i, names) in blocks.enumerate() {
-        for name in names {
-            match name {
-                ServerName::Exact(n) if n.as_bytes().eq_ignore_ascii_case(host) => return i,
-                ServerName::Wildcard(suffix)
-                    if host.len() > suffix.len()
-                        && host[host.len() - suffix.len()..]
-                            .eq_ignore_ascii_case(suffix.as_bytes())
-                        && best.is_none_or(|(l, _)| suffix.len() > l) =>
-                {
-                    best = Some((suffix.len(), i));
-                }
-                _ => {}
-            }
-        }
-    }
-    best.map_or(0, |(_, i)| i)
 }
 
 /// Every TLS listen address of one configuration generation.
@@ -322,7 +301,8 @@ mod tests {
             names(&["*.example.com"]),
             names(&["*.api.example.com", "exact.example.com"]),
         ];
-        let p = |h: &str| pick(blocks.iter().map(|b| &b[..]), h.as_bytes());
+        let p =
+            |h: &str| ServerName::pick(blocks.iter().map(|b| &b[..]), h.as_bytes()).unwrap_or(0);
         assert_eq!(p("default.test"), 0);
         assert_eq!(p("www.example.com"), 1);
         assert_eq!(p("v1.api.example.com"), 2);
