@@ -34,6 +34,30 @@ use crate::proxy::{self, ClientIo, ProxyCtx};
 /// Response header fields parsed at most (the proxy's own limit is lower).
 const MAX_RESPONSE_FIELDS: usize = 128;
 
+/// Watchdog descriptors kept for reuse per worker: at most this many (one per stream in
+/// flight is needed; more are closed).
+const SPARE_FDS: usize = 256;
+
+thread_local! {
+    /// This worker's spare watchdog descriptors: a stream takes one and gives it back, so
+    /// a stream costs no system call for it once the worker is warm.
+    static SPARE: std::cell::RefCell<Vec<OwnedFd>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A descriptor for a stream's watchdog entries (see the module documentation).
+fn watch_fd() -> Option<OwnedFd> {
+    if let Some(fd) = SPARE.with(|s| s.borrow_mut().pop()) {
+        return Some(fd);
+    }
+    // SAFETY: eventfd returns a new descriptor or -1.
+    let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: `raw` is a descriptor we own.
+    Some(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
 /// Serves one HTTP/2 stream through the proxy.
 pub async fn exchange(ex: Exchange, remote: SocketAddr, listen: SocketAddr, ctx: Rc<ProxyCtx>) {
     let timeout = {
@@ -54,8 +78,9 @@ pub async fn exchange(ex: Exchange, remote: SocketAddr, listen: SocketAddr, ctx:
 
 /// One stream as the proxy's client connection.
 pub struct StreamIo {
-    /// The watchdog's handle for this stream (see the module documentation).
-    fd: OwnedFd,
+    /// The watchdog's handle for this stream (see the module documentation); given back to
+    /// the worker's spares when the stream ends.
+    fd: Option<OwnedFd>,
     timeout: Duration,
     /// Request bytes to hand out: the head, then body pieces (chunk-framed when the length
     /// is unknown).
@@ -83,19 +108,13 @@ enum BodyLeft {
 
 impl StreamIo {
     fn new(ex: Exchange, timeout: Duration) -> Option<StreamIo> {
-        // SAFETY: eventfd returns a new descriptor or -1.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if raw < 0 {
-            return None;
-        }
-        // SAFETY: `raw` is a descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = watch_fd()?;
         let framing = ex.h1_framing();
         let mut out = Vec::with_capacity(512);
         ex.write_h1_head(&mut out, framing);
         let head_request = ex.head.method == http::Method::HEAD;
         Some(StreamIo {
-            fd,
+            fd: Some(fd),
             timeout,
             out,
             out_pos: 0,
@@ -269,12 +288,20 @@ impl StreamIo {
 impl Drop for StreamIo {
     fn drop(&mut self) {
         self.finish();
+        if let Some(fd) = self.fd.take() {
+            SPARE.with(|s| {
+                let mut s = s.borrow_mut();
+                if s.len() < SPARE_FDS {
+                    s.push(fd);
+                }
+            });
+        }
     }
 }
 
 impl AsRawFd for StreamIo {
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.fd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
     }
 }
 
