@@ -34,15 +34,7 @@ fn library() -> &'static Target {
         let cert = make_cert(&dir, &["h2.test"], None);
         let keys = Arc::new(TlsKeys::new().unwrap());
         let s = site(&cert, &["h2.test"], true);
-        let server = serve(
-            move |addr| {
-                table(addr, std::slice::from_ref(&s), &keys)
-                    .get(addr)
-                    .unwrap()
-                    .clone()
-            },
-            ServerOpts::default(),
-        );
+        let server = serve(vec![s.clone()], keys.clone(), ServerOpts::default());
         Target {
             addr: server.addr,
             cfg: client_config(&[&cert], &[b"h2"]),

@@ -185,12 +185,8 @@ fn curl_both_protocols(epoll: bool) {
     let keys = Arc::new(TlsKeys::new().unwrap());
     let s = site(&cert, &["app.test"], true);
     let server = serve(
-        move |addr| {
-            table(addr, std::slice::from_ref(&s), &keys)
-                .get(addr)
-                .unwrap()
-                .clone()
-        },
+        vec![s.clone()],
+        keys.clone(),
         ServerOpts {
             epoll,
             ..ServerOpts::default()
@@ -221,15 +217,7 @@ fn h2_is_offered_only_where_http2_is_on() {
     let cert = make_cert(&dir, &["plain.test"], None);
     let keys = Arc::new(TlsKeys::new().unwrap());
     let s = site(&cert, &["plain.test"], false);
-    let server = serve(
-        move |addr| {
-            table(addr, std::slice::from_ref(&s), &keys)
-                .get(addr)
-                .unwrap()
-                .clone()
-        },
-        ServerOpts::default(),
-    );
+    let server = serve(vec![s.clone()], keys.clone(), ServerOpts::default());
     let cfg = client_config(&[&cert], &[b"h2", b"http/1.1"]);
     let mut c = connect(server.addr, &cfg, "plain.test");
     assert_eq!(c.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
@@ -270,10 +258,7 @@ fn sni_picks_the_server_blocks_certificate() {
         site(&a, &["a.test"], true),
         site(&b, &["*.example.com"], true),
     ];
-    let server = serve(
-        move |addr| table(addr, &sites, &keys).get(addr).unwrap().clone(),
-        ServerOpts::default(),
-    );
+    let server = serve(sites.to_vec(), keys.clone(), ServerOpts::default());
     assert!(s_client_subject(&server, Some("a.test")).contains("CN = a.test"));
     assert!(s_client_subject(&server, Some("b.example.com")).contains("CN = b.example.com"));
     // Unknown or absent SNI: the first block's certificate.
@@ -281,14 +266,23 @@ fn sni_picks_the_server_blocks_certificate() {
     assert!(s_client_subject(&server, None).contains("CN = a.test"));
 }
 
-fn s_client_session(server: &Server, sess: &std::path::Path, resume: bool) -> bool {
+/// One `openssl s_client` connection to `addr` for `sni` that saves its session to `sess`
+/// (or resumes from it) and makes one request whose response must contain `expect`;
+/// whether the session was resumed.
+fn s_client_session(
+    addr: std::net::SocketAddr,
+    sni: &str,
+    sess: &std::path::Path,
+    resume: bool,
+    expect: &str,
+) -> bool {
     let mut cmd = Command::new("openssl");
     cmd.args([
         "s_client",
         "-connect",
-        &server.addr.to_string(),
+        &addr.to_string(),
         "-servername",
-        "r.test",
+        sni,
         "-ign_eof",
     ]);
     if resume {
@@ -304,15 +298,16 @@ fn s_client_session(server: &Server, sess: &std::path::Path, resume: bool) -> bo
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let request = format!("GET / HTTP/1.1\r\nhost: {sni}\r\nconnection: close\r\n\r\n");
     child
         .stdin
         .take()
         .unwrap()
-        .write_all(b"GET / HTTP/1.1\r\nhost: r.test\r\nconnection: close\r\n\r\n")
+        .write_all(request.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("proto=http/1.1"), "no response:\n{text}");
+    assert!(text.contains(expect), "no response:\n{text}");
     text.contains("Reused, TLSv1.3")
 }
 
@@ -328,19 +323,21 @@ fn sessions_resume_on_another_worker_and_after_a_certificate_reload() {
     let s = site(&cert, &["r.test"], true);
     let k = keys.clone();
     let server = serve(
-        move |addr| {
-            table(addr, std::slice::from_ref(&s), &k)
-                .get(addr)
-                .unwrap()
-                .clone()
-        },
+        vec![s.clone()],
+        k.clone(),
         ServerOpts {
             workers: 2,
             ..ServerOpts::default()
         },
     );
     let sess = dir.join("session.pem");
-    assert!(!s_client_session(&server, &sess, false));
+    assert!(!s_client_session(
+        server.addr,
+        "r.test",
+        &sess,
+        false,
+        "proto=http/1.1"
+    ));
     let first = (0..2)
         .find(|&w| server.served[w].load(Ordering::SeqCst) == 1)
         .unwrap();
@@ -349,7 +346,7 @@ fn sessions_resume_on_another_worker_and_after_a_certificate_reload() {
     let mut on_other = false;
     for _ in 0..40 {
         let before = server.served[1 - first].load(Ordering::SeqCst);
-        let resumed = s_client_session(&server, &sess, true);
+        let resumed = s_client_session(server.addr, "r.test", &sess, true, "proto=http/1.1");
         assert!(resumed, "a session ticket did not resume");
         if server.served[1 - first].load(Ordering::SeqCst) > before {
             on_other = true;
@@ -368,7 +365,7 @@ fn sessions_resume_on_another_worker_and_after_a_certificate_reload() {
     let next = table(addr, &[site(&cert2, &["r.test"], true)], &keys);
     server.tables.store(next.get(addr).unwrap().clone());
     assert!(
-        s_client_session(&server, &sess, true),
+        s_client_session(server.addr, "r.test", &sess, true, "proto=http/1.1"),
         "a ticket from before the reload did not resume"
     );
     let (done, resumed) = handshakes(&server);
@@ -389,12 +386,8 @@ fn handshake_failures_are_counted_by_reason() {
         tls13: true,
     };
     let server = serve(
-        move |addr| {
-            table(addr, std::slice::from_ref(&s), &keys)
-                .get(addr)
-                .unwrap()
-                .clone()
-        },
+        vec![s.clone()],
+        keys.clone(),
         ServerOpts {
             handshake_timeout: Duration::from_millis(300),
             ..ServerOpts::default()
@@ -598,38 +591,8 @@ fn https_and_http2_through_the_proxy_with_scheme_metrics_and_resumption() {
 
     // Sessions resume (2 workers: the kernel spreads the connections over both).
     let sess = dir.join("session.pem");
-    let s_client = |resume: bool| -> bool {
-        let mut cmd = Command::new("openssl");
-        cmd.args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{port}"),
-            "-servername",
-            "app.test",
-            "-ign_eof",
-        ]);
-        if resume {
-            cmd.arg("-sess_in").arg(&sess);
-        } else {
-            cmd.arg("-sess_out").arg(&sess);
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"GET / HTTP/1.1\r\nhost: app.test\r\nconnection: close\r\n\r\n")
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("tls-backend"), "no response:\n{text}");
-        text.contains("Reused, TLSv1.3")
-    };
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let s_client = |resume| s_client_session(addr, "app.test", &sess, resume, "tls-backend");
     assert!(!s_client(false));
     for _ in 0..8 {
         assert!(s_client(true), "a session did not resume");

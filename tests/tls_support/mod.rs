@@ -142,13 +142,14 @@ fn bind(addr: SocketAddr) -> std::net::TcpListener {
     s.into()
 }
 
-/// Starts a server on a free loopback port serving `addr_tls` (replaceable through
-/// `Server::tables`).
-pub fn serve(make: impl Fn(SocketAddr) -> Arc<AddrTls>, opts: ServerOpts) -> Server {
+/// Starts a server on a free loopback port with `sites` (server blocks in order) built
+/// from `keys`; `Server::tables` swaps them later, as a reload does.
+pub fn serve(sites: Vec<SiteTls>, keys: Arc<TlsKeys>, opts: ServerOpts) -> Server {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = probe.local_addr().unwrap();
     drop(probe);
-    let tables = Arc::new(arc_swap::ArcSwap::new(make(addr)));
+    let first = table(addr, &sites, &keys).get(addr).unwrap().clone();
+    let tables = Arc::new(arc_swap::ArcSwap::new(first));
     let tls: Vec<Arc<TlsStats>> = (0..opts.workers).map(|_| Arc::default()).collect();
     let h2: Vec<Arc<H2Stats>> = (0..opts.workers).map(|_| Arc::default()).collect();
     let served = Arc::new(
