@@ -191,7 +191,12 @@ fn open(addr: SocketAddr, ctx: &Rc<ProxyCtx>, slots: &Rc<Slots>) -> std::io::Res
                         let _slot = slot;
                         match tls {
                             None => proxy::serve(stream, remote, addr, ctx).await,
-                            Some(site) => secure::serve(stream, remote, addr, site, ctx).await,
+                            // Boxed: a TLS connection's state (handshake, HTTP/2) is several
+                            // KiB larger than a plain one's, and every task is allocated at
+                            // the size of its largest branch.
+                            Some(site) => {
+                                Box::pin(secure::serve(stream, remote, addr, site, ctx)).await
+                            }
                         }
                     });
                     monoio::spawn(fut);
