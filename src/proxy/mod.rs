@@ -8,6 +8,7 @@
 //! response relayed) -> `tunnel` (after a 101).
 
 mod access;
+mod buffers;
 mod conn;
 mod exchange;
 mod io;
@@ -77,6 +78,8 @@ pub struct ProxyCtx {
     pub access_log: RefCell<AccessLog>,
     /// Heap blocks for the forwarding state of requests in flight.
     slots: slot::Slots,
+    /// Read buffers the exchanges of this worker share.
+    buffers: buffers::Buffers,
 }
 
 impl ProxyCtx {
@@ -94,6 +97,7 @@ impl ProxyCtx {
             stats,
             queues: RefCell::new(exchange::WaitQueues::default()),
             slots: slot::Slots::default(),
+            buffers: buffers::Buffers::default(),
             access_log: RefCell::new(AccessLog::new()),
         }
     }
