@@ -9,6 +9,7 @@ pub mod request;
 
 use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener as StdListener};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -22,6 +23,9 @@ use crate::rt;
 use answer::Answers;
 use conn::{serve_connection, ThreadState};
 use delay::{DelaySpec, Rng};
+
+/// Pending connections the kernel may queue per listener.
+const LISTEN_BACKLOG: libc::c_int = 4096;
 
 /// A one-time pause of the whole backend (`--stall-once`), to check that a generator
 /// corrects for coordinated omission.
@@ -75,6 +79,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     for addr in &addrs {
         let listener =
             StdListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+        // std listens with a backlog of 128: a proxy opening hundreds of upstream connections
+        // at once would see SYNs dropped and retried a second later. Listening again on a
+        // listening socket only changes the backlog (capped by net.core.somaxconn).
+        // SAFETY: a plain system call on a descriptor this function owns.
+        unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) };
         listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
         listeners.push((listener, local));
