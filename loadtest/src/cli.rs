@@ -17,6 +17,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8001";
     name = "ringload",
     version,
     about = "HTTP/1.1 load generator (closed loop like wrk, open loop like wrk2) and fast test backend",
+    after_help = "Exit status: 0 when at least one response was a success (2xx or 3xx); 1 when none \
+was (every connection refused, every request failed or answered 4xx/5xx: the report is printed \
+first, then the reason on stderr) or on a runtime error; 2 for a bad command line.",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::{count, load_json, Backend};
+use common::{count, load_json, load_json_failing, Backend};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -26,7 +26,8 @@ fn counts_by_status_and_listener_are_exact_with_n() {
         assert_eq!(count(&v, "errors", kind), 0, "{kind}");
     }
     let b = backend.addrs[1].to_string();
-    let v = load_json(
+    // Nothing but 503s: the report counts them, and the exit status says the run failed.
+    let (v, _) = load_json_failing(
         &["-n", "333", "-c", "5", &backend.url(1, "/status/503")],
         DEADLINE,
     );
@@ -183,7 +184,7 @@ fn truncated_and_garbage_responses_are_errors_not_successes() {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this");
         }
     });
-    let v = load_json(&["-n", "20", "-c", "2", &truncated], DEADLINE);
+    let (v, _) = load_json_failing(&["-n", "20", "-c", "2", &truncated], DEADLINE);
     assert_eq!(v["requests"], 0);
     assert_eq!(count(&v, "errors", "read"), 20);
     let garbage = tiny_server(|mut s| {
@@ -191,7 +192,7 @@ fn truncated_and_garbage_responses_are_errors_not_successes() {
             let _ = s.write_all(b"SSH-2.0-OpenSSH_9.6\r\n\r\n");
         }
     });
-    let v = load_json(&["-n", "20", "-c", "2", &garbage], DEADLINE);
+    let (v, _) = load_json_failing(&["-n", "20", "-c", "2", &garbage], DEADLINE);
     assert_eq!(count(&v, "errors", "invalid"), 20);
     assert_eq!(v["status"].as_object().unwrap().len(), 0);
 }
@@ -203,7 +204,7 @@ fn timeouts_are_errors_not_hangs() {
         read_head(&mut s);
         std::thread::sleep(Duration::from_secs(30));
     });
-    let v = load_json(
+    let (v, _) = load_json_failing(
         &["-n", "4", "-c", "2", "--timeout", "300ms", &url],
         Duration::from_secs(10),
     );
@@ -218,11 +219,41 @@ fn refused_connections_are_errors_not_hangs() {
         l.local_addr().unwrap().port()
     };
     let url = format!("http://127.0.0.1:{port}/");
-    let v = load_json(&["-n", "5", "-c", "2", &url], Duration::from_secs(10));
+    let (v, err) = load_json_failing(&["-n", "5", "-c", "2", &url], Duration::from_secs(10));
     assert_eq!(count(&v, "errors", "connect"), 5);
-    let v = load_json(&["-d", "300ms", "-c", "2", &url], Duration::from_secs(10));
+    assert!(err.contains("5 connect error(s)"), "{err}");
+    let (v, _) = load_json_failing(&["-d", "300ms", "-c", "2", &url], Duration::from_secs(10));
     assert!(count(&v, "errors", "connect") > 0);
     assert_eq!(v["requests"], 0);
+}
+
+#[test]
+fn exit_status_says_whether_anything_succeeded() {
+    let refused = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/", l.local_addr().unwrap())
+    };
+    // Text report too: printed on stdout first, the reason on stderr, status 1.
+    let (ok, out, err) = common::run(["-n", "3", "-c", "1", &refused], DEADLINE);
+    assert!(!ok, "exit 0 with every connection refused");
+    assert!(out.contains("connect: 3"), "the report still comes: {out}");
+    assert!(
+        err.contains("no successful (2xx or 3xx) response: 3 connect error(s)"),
+        "{err}"
+    );
+    // Redirects count as successes; 4xx do not.
+    let backend = Backend::start(1, &[]);
+    let v = load_json(
+        &["-n", "20", "-c", "2", &backend.url(0, "/status/302")],
+        DEADLINE,
+    );
+    assert_eq!(count(&v, "status", "302"), 20);
+    let (v, err) = load_json_failing(
+        &["-n", "20", "-c", "2", &backend.url(0, "/status/404")],
+        DEADLINE,
+    );
+    assert_eq!(count(&v, "status", "404"), 20);
+    assert!(err.contains("20 response(s) 404"), "{err}");
 }
 
 #[test]

@@ -165,7 +165,11 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", report.to_text());
     }
-    Ok(())
+    // The report is out either way; the exit status says whether anything succeeded.
+    match report.failure() {
+        Some(why) => bail!(why),
+        None => Ok(()),
+    }
 }
 
 /// One thread: its share of the connections on this thread's runtime.

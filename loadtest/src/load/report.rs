@@ -61,6 +61,32 @@ impl Report {
         servers
     }
 
+    /// Why the run counts as failed: no response at all was a success (2xx or 3xx), e.g.
+    /// every connection refused or every answer a 503. None when at least one succeeded.
+    pub fn failure(&self) -> Option<String> {
+        if self.stats.successes() > 0 {
+            return None;
+        }
+        let mut seen: Vec<String> = ErrorKind::ALL
+            .iter()
+            .filter(|k| self.stats.errors[**k as usize] > 0)
+            .map(|k| format!("{} {} error(s)", self.stats.errors[*k as usize], k.name()))
+            .collect();
+        seen.extend(
+            self.stats
+                .statuses()
+                .map(|(code, n)| format!("{n} response(s) {code}")),
+        );
+        Some(format!(
+            "no successful (2xx or 3xx) response: {}",
+            if seen.is_empty() {
+                "no request finished".to_string()
+            } else {
+                seen.join(", ")
+            }
+        ))
+    }
+
     pub fn to_json(&self) -> Value {
         let status: Map<String, Value> = self
             .stats
@@ -214,6 +240,30 @@ mod tests {
         }
         assert_eq!(v["latency_us"]["p50"], 500);
         assert_eq!(v["latency_us"]["max"], 1000);
+    }
+
+    #[test]
+    fn a_run_without_any_success_is_a_failure() {
+        assert_eq!(report().failure(), None);
+        let mut stats = Stats::new();
+        stats.record_error(ErrorKind::Connect, 0);
+        stats.record_response(503, 10, 100, None);
+        stats.record_response(404, 10, 100, None);
+        let failed = Report { stats, ..report() };
+        assert_eq!(
+            failed.failure().as_deref(),
+            Some("no successful (2xx or 3xx) response: 1 connect error(s), 1 response(s) 404, 1 response(s) 503")
+        );
+        let mut redirects = Stats::new();
+        redirects.record_response(302, 10, 100, None);
+        assert_eq!(
+            Report {
+                stats: redirects,
+                ..report()
+            }
+            .failure(),
+            None
+        );
     }
 
     #[test]

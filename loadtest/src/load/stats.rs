@@ -122,6 +122,11 @@ impl Stats {
         }
     }
 
+    /// Responses with a 2xx or 3xx status.
+    pub fn successes(&self) -> u64 {
+        self.status[200..400].iter().sum()
+    }
+
     /// (status code, count) for every status seen, in code order.
     pub fn statuses(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
         self.status
@@ -151,5 +156,6 @@ mod tests {
         assert_eq!(a.errors[ErrorKind::Timeout as usize], 1);
         assert_eq!(a.bytes, 30);
         assert!(a.latency.max() >= 49_000);
+        assert_eq!(a.successes(), 2);
     }
 }

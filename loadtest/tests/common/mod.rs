@@ -62,6 +62,23 @@ pub fn load_json(args: &[&str], deadline: Duration) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout:?}"))
 }
 
+/// Runs `ringload ARGS --json` where nothing can succeed: asserts that it exits non-zero and
+/// says why on stderr, and returns the report it printed first and its stderr.
+pub fn load_json_failing(args: &[&str], deadline: Duration) -> (serde_json::Value, String) {
+    let (status, stdout, stderr) = run(args.iter().copied().chain(["--json"]), deadline);
+    assert!(
+        !status,
+        "ringload exited 0 without a successful response: {stdout}"
+    );
+    assert!(
+        stderr.contains("no successful (2xx or 3xx) response"),
+        "stderr: {stderr}"
+    );
+    let report = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout:?}"));
+    (report, stderr)
+}
+
 /// Runs the binary; panics if it is still running after `deadline` (a hang).
 pub fn run<'a>(
     args: impl IntoIterator<Item = &'a str>,
