@@ -83,6 +83,19 @@ fn open_loop_keeps_the_asked_rate() {
         "{requests} requests in 1 s at 400/s"
     );
     assert_eq!(v["mode"], "open");
+    // How late requests left after their due time: reported, and ordered.
+    let late = &v["send_late_us"];
+    let (p50, p99, max) = (
+        late["p50"].as_u64().unwrap(),
+        late["p99"].as_u64().unwrap(),
+        late["max"].as_u64().unwrap(),
+    );
+    assert!(p50 >= 1 && p50 <= p99 && p99 <= max, "{late}");
+    let closed = load_json(&["-n", "10", "-c", "1", &backend.url(0, "/")], DEADLINE);
+    assert!(
+        closed["send_late_us"].is_null(),
+        "closed loop has no due times"
+    );
 }
 
 #[test]

@@ -39,6 +39,13 @@ pub async fn run_connection(worker: Rc<Worker>) {
             }
         }
         let sent = Instant::now();
+        if let (Some(due), true) = (ticket.due, ticket.counted) {
+            let late = sent.saturating_duration_since(due);
+            worker
+                .stats
+                .borrow_mut()
+                .record_late(late.as_micros() as u64);
+        }
         let mut limit = plan.timeout;
         let mut run_ends_first = false;
         if let Some(end) = plan.end {

@@ -50,6 +50,20 @@ impl Report {
         }
     }
 
+    /// Open loop: how late requests left after their due time (p50, p99, p99.9, max in us).
+    fn late(&self) -> Option<(u64, u64, u64, u64)> {
+        let late = &self.stats.late;
+        if self.rate.is_none() || late.is_empty() {
+            return None;
+        }
+        Some((
+            late.value_at_percentile(50.0),
+            late.value_at_percentile(99.0),
+            late.value_at_percentile(99.9),
+            late.max(),
+        ))
+    }
+
     fn by_server(&self) -> Vec<(String, u64)> {
         let mut servers: Vec<(String, u64)> = self
             .stats
@@ -103,6 +117,9 @@ impl Report {
             .collect();
         latency.insert("max".into(), json!(self.max_us()));
         latency.insert("mean".into(), json!(self.stats.latency.mean()));
+        let late = self.late().map(
+            |(p50, p99, p999, max)| json!({ "p50": p50, "p99": p99, "p999": p999, "max": max }),
+        );
         let by_server: Map<String, Value> = self
             .by_server()
             .into_iter()
@@ -123,6 +140,7 @@ impl Report {
             "mode": if self.rate.is_some() { "open" } else { "closed" },
             "rate": self.rate,
             "driver": self.driver,
+            "send_late_us": late,
         })
     }
 
@@ -175,6 +193,15 @@ impl Report {
             .collect();
         latency.push(format!("max {}", human_us(self.max_us())));
         out.push_str(&format!("  latency    {}\n", latency.join("  ")));
+        if let Some((p50, p99, p999, max)) = self.late() {
+            out.push_str(&format!(
+                "  sent late  p50 {}  p99 {}  p99.9 {}  max {}   (after the due time)\n",
+                human_us(p50),
+                human_us(p99),
+                human_us(p999),
+                human_us(max)
+            ));
+        }
         out
     }
 }

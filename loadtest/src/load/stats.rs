@@ -46,6 +46,9 @@ impl ErrorKind {
 pub struct Stats {
     /// Latency of every response, in microseconds.
     pub latency: Histogram<u64>,
+    /// Open loop: how late each request left after its due time, in microseconds (the
+    /// pacing's precision; its own share of the latency above).
+    pub late: Histogram<u64>,
     pub status: Vec<u64>,
     pub errors: [u64; 5],
     /// Response bytes read (heads and bodies).
@@ -65,6 +68,8 @@ impl Stats {
     pub fn new() -> Stats {
         Stats {
             latency: Histogram::new_with_bounds(1, LATENCY_MAX_US, LATENCY_DIGITS)
+                .expect("valid histogram bounds"),
+            late: Histogram::new_with_bounds(1, LATENCY_MAX_US, LATENCY_DIGITS)
                 .expect("valid histogram bounds"),
             status: vec![0; STATUS_SLOTS],
             errors: [0; 5],
@@ -97,6 +102,12 @@ impl Stats {
         }
     }
 
+    /// Open loop: a request left `late_us` after it was due.
+    pub fn record_late(&mut self, late_us: u64) {
+        // The histogram starts at 1 us: on time counts as 1.
+        self.late.saturating_record(late_us.max(1));
+    }
+
     pub fn record_error(&mut self, kind: ErrorKind, bytes: u64) {
         self.errors[kind as usize] += 1;
         self.bytes += bytes;
@@ -109,6 +120,7 @@ impl Stats {
     pub fn merge(&mut self, other: &Stats) {
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
+        let _ = self.late.add(&other.late);
         for (mine, theirs) in self.status.iter_mut().zip(&other.status) {
             *mine += theirs;
         }
