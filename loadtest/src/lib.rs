@@ -7,6 +7,7 @@
 //! - [`load`]: the generator: pinned threads, connections, pacing, statistics, report.
 //! - [`serve`]: `ringload serve`, the test backend.
 //! - [`rt`]: one monoio runtime per thread (io_uring, else epoll) and core pinning.
+//! - [`timer`]: sleeps with the kernel's precision (a timerfd per thread) on both drivers.
 
 pub mod cli;
 pub mod duration;
@@ -15,3 +16,4 @@ pub mod load;
 pub mod rt;
 pub mod serve;
 pub mod target;
+pub mod timer;

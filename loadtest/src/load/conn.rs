@@ -13,6 +13,7 @@ use monoio::net::TcpStream;
 use super::plan::{Plan, Worker};
 use super::stats::ErrorKind;
 use crate::http::response::{Progress, ResponseReader, MAX_HEAD_BYTES};
+use crate::timer;
 
 /// Read buffer per connection; bodies stream through it, only heads must fit.
 const READ_BUFFER: usize = 16 * 1024;
@@ -35,7 +36,7 @@ pub async fn run_connection(worker: Rc<Worker>) {
     while let Some(ticket) = worker.next_ticket() {
         if let Some(due) = ticket.due {
             if due > Instant::now() {
-                monoio::time::sleep_until_precise(plan.wake_at(due)).await;
+                timer::sleep_until(plan.wake_at(due)).await;
             }
         }
         let sent = Instant::now();

@@ -4,7 +4,7 @@
 //! in, and latency is measured from the actual send. Open loop (`-R`): request k of a
 //! thread is due at `start + k / thread_rate`; a free connection takes the next request,
 //! sleeps until it is due, and latency is measured from the due time. Sleeps end on a grid
-//! of `--pace` steps (default 100 us; kernel timers through io_uring, not the runtime's 1 ms
+//! of `--pace` steps (default 100 us; kernel timers, a timerfd per thread, not the runtime's 1 ms
 //! wheel, which made every request leave 1-2 ms late): a request leaves at most one step
 //! late, and requests due in the same step share one wake-up of the thread (one wake-up per
 //! request costs the generator about 3x the CPU at 23k req/s). A stalled server thus delays every

@@ -15,6 +15,7 @@ use super::delay::Rng;
 use super::request::{parse_head, HeadError, RequestBody, RequestHead, MAX_HEAD_BYTES};
 use super::Backend;
 use crate::http::chunked::ChunkedDecoder;
+use crate::timer;
 
 /// Initial read buffer; grows (up to the head limit) only for unusually large heads.
 const READ_BUFFER: usize = 16 * 1024;
@@ -120,7 +121,7 @@ pub async fn serve_connection(
                 if !delay.is_zero() {
                     // Kernel timer precision: the runtime's 1 ms wheel turned a 1 ms delay
                     // into about 2.4 ms.
-                    monoio::time::sleep_until_precise(std::time::Instant::now() + delay).await;
+                    timer::sleep_until(std::time::Instant::now() + delay).await;
                 }
             }
             let (result, written) = stream.write_all(out).await;
