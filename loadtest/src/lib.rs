@@ -1,4 +1,4 @@
-//! ringload: ringlb's bundled HTTP/1.1 load generator and fast test backend.
+//! ringload: ringlb's bundled HTTP/1.1 (plain and TLS) load generator and fast test backend.
 //!
 //! # Layout
 //! - [`cli`]: the command line (SPEC.md, "ringload command line").
@@ -8,6 +8,7 @@
 //! - [`serve`]: `ringload serve`, the test backend.
 //! - [`rt`]: one monoio runtime per thread (io_uring, else epoll) and core pinning.
 //! - [`timer`]: sleeps with the kernel's precision (a timerfd per thread) on both drivers.
+//! - [`tls`]: rustls configurations for https:// targets and `serve --tls-cert`.
 
 pub mod cli;
 pub mod duration;
@@ -17,3 +18,4 @@ pub mod rt;
 pub mod serve;
 pub mod target;
 pub mod timer;
+pub mod tls;

@@ -286,7 +286,10 @@ mod tests {
         F: Fn() -> Fut,
         Fut: Future<Output = ()>,
     {
-        match RuntimeBuilder::<IoUringDriver>::new().enable_timer().build() {
+        match RuntimeBuilder::<IoUringDriver>::new()
+            .enable_timer()
+            .build()
+        {
             Ok(mut rt) => rt.block_on(async {
                 let _scope = Scope::install().expect("timerfd on io_uring");
                 test().await

@@ -19,10 +19,18 @@ use std::time::{Duration, Instant};
 
 use super::stats::Stats;
 
+/// `https://`: how every connection of the run starts its TLS session.
+pub struct TlsPlan {
+    pub connector: monoio_rustls::TlsConnector,
+    /// The name sent as SNI and checked against the certificate.
+    pub name: rustls::pki_types::ServerName<'static>,
+}
+
 /// Everything every thread agrees on.
-#[derive(Debug)]
 pub struct Plan {
     pub addr: SocketAddr,
+    /// `https://`: TLS on every connection.
+    pub tls: Option<TlsPlan>,
     /// The serialized request, built once and shared for the whole run.
     pub request: &'static [u8],
     pub head_request: bool,
@@ -134,6 +142,7 @@ mod tests {
         let start = Instant::now();
         Plan {
             addr: "127.0.0.1:1".parse().unwrap(),
+            tls: None,
             request: b"GET / HTTP/1.1\r\n\r\n",
             head_request: false,
             keepalive: true,

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 
 use hdrhistogram::Histogram;
 
+use crate::tls;
+
 /// Latency histogram range in microseconds: 1 us to one hour, 3 significant digits.
 const LATENCY_MAX_US: u64 = 3_600_000_000;
 const LATENCY_DIGITS: u8 = 3;
@@ -18,15 +20,27 @@ pub enum ErrorKind {
     Read,
     Write,
     Invalid,
+    /// TLS: the server's certificate did not verify.
+    TlsCert,
+    /// TLS: the server sent a fatal alert.
+    TlsAlert,
+    /// TLS: any other handshake or record failure (protocol error, closed mid-handshake).
+    Tls,
 }
 
+/// How many kinds there are (the length of per-kind counters).
+pub const ERROR_KINDS: usize = 8;
+
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 5] = [
+    pub const ALL: [ErrorKind; ERROR_KINDS] = [
         ErrorKind::Connect,
         ErrorKind::Timeout,
         ErrorKind::Read,
         ErrorKind::Write,
         ErrorKind::Invalid,
+        ErrorKind::TlsCert,
+        ErrorKind::TlsAlert,
+        ErrorKind::Tls,
     ];
 
     /// The key in the report and the JSON `errors` object.
@@ -37,6 +51,19 @@ impl ErrorKind {
             ErrorKind::Read => "read",
             ErrorKind::Write => "write",
             ErrorKind::Invalid => "invalid",
+            ErrorKind::TlsCert => "tls_cert",
+            ErrorKind::TlsAlert => "tls_alert",
+            ErrorKind::Tls => "tls",
+        }
+    }
+}
+
+impl From<tls::Failure> for ErrorKind {
+    fn from(failure: tls::Failure) -> ErrorKind {
+        match failure {
+            tls::Failure::Certificate => ErrorKind::TlsCert,
+            tls::Failure::Alert => ErrorKind::TlsAlert,
+            tls::Failure::Other => ErrorKind::Tls,
         }
     }
 }
@@ -50,7 +77,7 @@ pub struct Stats {
     /// pacing's precision; its own share of the latency above).
     pub late: Histogram<u64>,
     pub status: Vec<u64>,
-    pub errors: [u64; 5],
+    pub errors: [u64; ERROR_KINDS],
     /// Response bytes read (heads and bodies).
     pub bytes: u64,
     pub responses: u64,
@@ -72,7 +99,7 @@ impl Stats {
             late: Histogram::new_with_bounds(1, LATENCY_MAX_US, LATENCY_DIGITS)
                 .expect("valid histogram bounds"),
             status: vec![0; STATUS_SLOTS],
-            errors: [0; 5],
+            errors: [0; ERROR_KINDS],
             bytes: 0,
             responses: 0,
             by_server: HashMap::new(),

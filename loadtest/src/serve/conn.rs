@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use super::answer::{write_error, Answers, ConnectionHeader};
 use super::delay::Rng;
@@ -34,13 +33,13 @@ pub struct ThreadState {
     pub rng: RefCell<Rng>,
 }
 
-/// Serves one connection until the peer closes, an error, or a close-after answer.
-pub async fn serve_connection(
-    mut stream: TcpStream,
+/// Serves one connection (plain TCP or TLS over it) until the peer closes, an error, or a
+/// close-after answer.
+pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
+    mut stream: S,
     answers: Rc<Answers>,
     thread: Rc<ThreadState>,
 ) {
-    let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_BUFFER);
     let mut out: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
     let mut pos = 0;
