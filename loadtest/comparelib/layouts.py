@@ -70,9 +70,12 @@ def match(proxy, load, workers, connections):
     return "custom"
 
 
-def label(options):
-    """One line naming the layout of a result's options (old results have no name)."""
-    name = options.get("layout") or match(parse_cores(options["proxy_cores"]), parse_cores(options["load_cores"]),
+def name_of(options):
+    """The layout of a result's options; older results carry no name, so their settings are
+    matched against the presets."""
+    return options.get("layout") or match(parse_cores(options["proxy_cores"]), parse_cores(options["load_cores"]),
                                           options["workers"], options["connections"])
-    return (f"{name} (proxy {options['workers']} worker(s) on core(s) {format_cores(parse_cores(options['proxy_cores']))}; "
-            f"backend and generator on core(s) {format_cores(parse_cores(options['load_cores']))})")
+
+
+def about(name):
+    return LAYOUTS[name][4] if name in LAYOUTS else "settings of no preset"

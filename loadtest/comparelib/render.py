@@ -175,7 +175,7 @@ def header(res, path):
         f"{m['nginx']}; {m['haproxy']}"
         + (f"; {m['h2load']}" if m.get("h2load") else "") + f"; ringlb I/O {res['ringlb_driver']}.",
         "",
-        f"Layout **{layouts.label(opts)}**: each proxy runs {opts['workers']} worker(s) pinned to core(s) "
+        f"Layout **{layouts.name_of(opts)}** ({layouts.about(layouts.name_of(opts))}): each proxy runs {opts['workers']} worker(s) pinned to core(s) "
         f"{format_cores(parse_cores(opts['proxy_cores']))}; the backend (`ringload serve`) and the generator (`ringload`; h2load for HTTP/2) share "
         f"core(s) {format_cores(parse_cores(opts['load_cores']))}. Inside a private network namespace: "
         f"{'yes' if res['netns'] else 'no'}. Every table below comes from this machine and layout.",
@@ -262,9 +262,7 @@ def scaling_section(results):
                     continue
                 per_core.append(fmt_int(t["rps_per_proxy_core"]) + fmt_x(t["rps_ratio"]))
                 cpu.append(fmt_f(t["proxy_cpu_us_per_req"]) + fmt_x(t["cpu_ratio"]))
-            cells = [r["machine"], r["layout"] or layouts.match(parse_cores(r["proxy_cores"]),
-                                                                parse_cores(r["load_cores"]), r["workers"],
-                                                                r["connections"]),
+            cells = [r["machine"], r["layout"],
                      str(r["workers"]), str(r["connections"])] + per_core + cpu + [f"`{relative(r['file'])}`"]
             o.append("| " + " | ".join(cells) + " |")
         o.append("")

@@ -7,6 +7,7 @@ again with the current rules (`--render` does) and the rules can be tested
 
 import statistics
 
+from . import layouts
 from .host import parse_cores
 
 REF = "nginx"  # ratios are to this target
@@ -217,7 +218,7 @@ def scaling(results):
                 "title": sc["title"],
                 "cpus": res["machine"]["cpus"],
                 "machine": machine_label(res["machine"]),
-                "layout": opts.get("layout"),
+                "layout": layouts.name_of(opts),
                 "workers": opts["workers"],
                 "proxy_cores": opts["proxy_cores"],
                 "load_cores": opts["load_cores"],
