@@ -69,8 +69,13 @@ def make_certificate(tmp):
     proxies: {"cert", "key", "pem" (certificate then key, for HAProxy's crt)}."""
     d = os.path.join(tmp, "tls")
     os.makedirs(d, exist_ok=True)
-    cert, key, pem = (os.path.join(d, n) for n in ("cert.pem", "key.pem", "haproxy.pem"))
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+    cert, key, pem, cnf = (os.path.join(d, n) for n in ("cert.pem", "key.pem", "haproxy.pem", "openssl.cnf"))
+    # A configuration of our own: no dependence on the system's openssl.cnf (a benchmark host
+    # may have the binary only), and no CA extensions on what is an end-entity certificate.
+    with open(cnf, "w") as f:
+        f.write("[req]\ndistinguished_name = dn\n[dn]\n")
+    subprocess.run(["openssl", "req", "-config", cnf, "-x509", "-newkey", "ec",
+                    "-pkeyopt", "ec_paramgen_curve:prime256v1",
                     "-nodes", "-keyout", key, "-out", cert, "-days", "7", "-subj", "/CN=localhost",
                     "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
                    check=True, capture_output=True)
