@@ -35,8 +35,9 @@
 //! buffers come back through a spare queue to be reused. SIGUSR1 makes the writer close and
 //! reopen every file (logrotate's `postrotate`).
 
+use crate::config::ServerAddr;
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -67,7 +68,7 @@ pub struct Record<'a> {
     /// 0 = the client went away before a response (logged as 499).
     pub status: u16,
     pub body_bytes: u64,
-    pub upstream: Option<SocketAddr>,
+    pub upstream: Option<&'a ServerAddr>,
     /// 0 = no response from the upstream.
     pub upstream_status: u16,
     pub request_time: Duration,
@@ -414,6 +415,11 @@ fn open(path: &Path) -> Option<std::fs::File> {
 mod tests {
     use super::*;
 
+    static UPSTREAM: ServerAddr = ServerAddr::Inet(std::net::SocketAddr::new(
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        8001,
+    ));
+
     fn rec<'a>() -> Record<'a> {
         Record {
             remote: "10.1.2.3".parse().unwrap(),
@@ -422,7 +428,7 @@ mod tests {
             user_agent: Some(b"curl/8.5.0"),
             status: 200,
             body_bytes: 612,
-            upstream: Some("127.0.0.1:8001".parse().unwrap()),
+            upstream: Some(&UPSTREAM),
             upstream_status: 200,
             request_time: Duration::from_micros(4_200),
             upstream_time: Duration::from_micros(3_050),

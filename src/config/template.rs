@@ -60,6 +60,39 @@ fn variable(name: &str) -> Result<Var, String> {
     Ok(var)
 }
 
+/// The template as it could be written back: `https://$host$request_uri`, `${host}_x`.
+impl std::fmt::Display for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, part) in self.parts.iter().enumerate() {
+            match part {
+                TemplatePart::Literal(l) => f.write_str(l)?,
+                TemplatePart::Var(v) => {
+                    let name = match v {
+                        Var::Host => "host".to_owned(),
+                        Var::RemoteAddr => "remote_addr".to_owned(),
+                        Var::RemotePort => "remote_port".to_owned(),
+                        Var::RequestUri => "request_uri".to_owned(),
+                        Var::Uri => "uri".to_owned(),
+                        Var::Args => "args".to_owned(),
+                        Var::Scheme => "scheme".to_owned(),
+                        Var::ProxyAddXForwardedFor => "proxy_add_x_forwarded_for".to_owned(),
+                        Var::Http(h) => format!("http_{}", h.replace('-', "_")),
+                        Var::Cookie(c) => format!("cookie_{c}"),
+                    };
+                    // Braces only where the next literal would run on into the name.
+                    let runs_on = matches!(self.parts.get(i + 1), Some(TemplatePart::Literal(l)) if l.bytes().next().is_some_and(is_name_byte));
+                    if runs_on {
+                        write!(f, "${{{name}}}")?;
+                    } else {
+                        write!(f, "${name}")?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
@@ -146,6 +179,19 @@ mod tests {
             "{e}"
         );
         assert!(parse_template("${host").is_err());
+    }
+
+    #[test]
+    fn display_writes_the_template_back() {
+        for t in [
+            "https://$host$request_uri",
+            "${host}_x",
+            "$http_user_agent",
+            "$cookie_SessionId!",
+            "plain",
+        ] {
+            assert_eq!(parse_template(t).unwrap().to_string(), t);
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
-use crate::config::HealthCheckCfg;
+use crate::config::{HealthCheckCfg, ServerAddr};
 use crate::runtime::Process;
 use crate::upstream::balance::{in_panic, usable};
 use crate::upstream::snapshot::Peer;
@@ -263,7 +263,7 @@ fn visit(
                 if check.probe.due(now) {
                     check.probe.start(now, hc.interval);
                     let (results, hc) = (results.clone(), hc.clone());
-                    let (addr, host) = (peer.cfg.addr, peer.cfg.name.clone());
+                    let (addr, host) = (peer.cfg.addr.clone(), peer.cfg.name.clone());
                     monoio::spawn(async move {
                         let r = http_check(addr, &host, &hc).await;
                         results.borrow_mut().push((id, Outcome::Active(r)));
@@ -288,7 +288,7 @@ fn visit(
                     e.tcp_in_flight = true;
                     e.tcp_next_at = now + recovery_interval(peer.cfg.fail_timeout);
                     let results = results.clone();
-                    let (addr, timeout) = (peer.cfg.addr, up.cfg.connect_timeout);
+                    let (addr, timeout) = (peer.cfg.addr.clone(), up.cfg.connect_timeout);
                     monoio::spawn(async move {
                         let ok = connect(addr, timeout).await.is_ok();
                         results.borrow_mut().push((id, Outcome::Connect(ok)));
@@ -449,7 +449,11 @@ fn panic_transition(up: &Upstream, panicked: &mut HashMap<String, bool>, now_ms:
 
 /// One active check: `GET path` on a new connection, judged by the status line. `timeout`
 /// covers connect, write and reading the status line.
-async fn http_check(addr: SocketAddr, host: &str, hc: &HealthCheckCfg) -> Result<(), String> {
+async fn http_check(addr: ServerAddr, host: &str, hc: &HealthCheckCfg) -> Result<(), String> {
+    // Unix-socket servers: checked once the probe can connect to them.
+    let ServerAddr::Inet(addr) = addr else {
+        return Err("unix-socket servers are not checked by this build yet".into());
+    };
     let status = match monoio::time::timeout(hc.timeout, status_of(addr, host, &hc.path)).await {
         Err(_) => return Err("timed out".into()),
         Ok(Err(e)) => return Err(e),
@@ -513,7 +517,10 @@ fn io_reason(e: &io::Error) -> String {
     }
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> Result<(), ()> {
+async fn connect(addr: ServerAddr, timeout: Duration) -> Result<(), ()> {
+    let ServerAddr::Inet(addr) = addr else {
+        return Err(());
+    };
     match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
         Ok(Ok(_)) => Ok(()),
         _ => Err(()),

@@ -84,10 +84,15 @@ pub fn parse(
     for h in res.headers.iter() {
         let name = h.name.as_bytes();
         let value = h.value;
+        let name_span = span_of(buf, name);
         head.headers.push(HeaderSpan {
-            name: span_of(buf, name),
+            name: name_span,
             value: span_of(buf, value),
         });
+        // httparse also takes bare LF line ends, which a client behind ringlb might read
+        // differently: such a head is re-serialised with CRLF, never passed as written.
+        let start = name_span.0 as usize;
+        verbatim &= start >= 2 && &buf[start - 2..start] == b"\r\n";
         let Some(hop) = hop_header(name) else {
             continue;
         };
@@ -141,6 +146,8 @@ pub fn parse(
         head.keep_alive = false;
     }
     head.verbatim = verbatim
+        && head_len >= 4
+        && &buf[head_len - 4..head_len] == b"\r\n\r\n"
         && !(100..200).contains(&status)
         && matches!(head.body, ResponseBody::None | ResponseBody::Length(_));
     Ok(true)
@@ -214,6 +221,9 @@ mod tests {
             "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nContent-Length: 5\r\n\r\n",
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+            "HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+            "HTTP/1.1 200 OK\r\nX: y\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\n",
         ] {
             assert!(!p(not, false).unwrap().verbatim, "{not}");
         }

@@ -2,7 +2,10 @@
 //! head before the head's buffer is reused, and handing the finished record to the
 //! worker's log buffers. Runs only for server blocks with `access_log`.
 
-use super::client::Client;
+use std::net::SocketAddr;
+
+use super::exchange::Exchange;
+use super::route::Published;
 use super::ProxyCtx;
 use crate::access_log::Record;
 use crate::config::VirtualServer;
@@ -10,12 +13,12 @@ use crate::config::VirtualServer;
 /// Most bytes of a rejected request's first line that are logged.
 const REJECTED_LINE_MAX: usize = 1024;
 
-impl Client {
-    /// Copies the request line, Referer and User-Agent of the parsed head.
-    pub(super) fn capture_head(&mut self) {
+impl Exchange {
+    /// Copies the request line, Referer and User-Agent of the parsed head (in `buf`).
+    pub(super) fn capture_head(&mut self, buf: &[u8]) {
         let log = &mut self.log;
         log.started = Some(std::time::Instant::now());
-        let buf = &self.buf[..self.head.head_len.min(self.buf.len())];
+        let buf = &buf[..self.head.head_len.min(buf.len())];
         let start = self.head.method_span.0 as usize;
         let line = buf[start.min(buf.len())..]
             .split(|&b| b == b'\r' || b == b'\n')
@@ -33,11 +36,10 @@ impl Client {
     }
 
     /// For a request rejected before it parsed: whatever its first line is.
-    pub(super) fn capture_rejected(&mut self) {
+    pub(super) fn capture_rejected(&mut self, buf: &[u8]) {
         let log = &mut self.log;
         log.started = Some(std::time::Instant::now());
-        let line = self
-            .buf
+        let line = buf
             .split(|&b| b == b'\r' || b == b'\n')
             .next()
             .unwrap_or_default();
@@ -46,18 +48,27 @@ impl Client {
     }
 
     /// Writes the current request's line to `vs`'s access log, if it has one.
-    pub(super) fn write_log(&self, ctx: &ProxyCtx, vs: &VirtualServer) {
+    pub(super) fn write_log(
+        &self,
+        ctx: &ProxyCtx,
+        cur: &Published,
+        remote: SocketAddr,
+        vs: &VirtualServer,
+    ) {
         let Some(path) = &vs.access_log else { return };
         let log = &self.log;
         let span = |s: (u32, u32)| &log.captured[s.0 as usize..s.1 as usize];
         let record = Record {
-            remote: self.remote.ip(),
+            remote: remote.ip(),
             request: span(log.request_line),
             referer: log.referer.map(span),
             user_agent: log.user_agent.map(span),
             status: log.status,
             body_bytes: log.sent.saturating_sub(log.head_bytes),
-            upstream: log.upstream,
+            upstream: log
+                .upstream
+                .and_then(|(u, i)| cur.snapshot.upstreams.get(u)?.peers.get(i))
+                .map(|p| &p.cfg.addr),
             upstream_status: log.upstream_status,
             request_time: log.started.map(|s| s.elapsed()).unwrap_or_default(),
             upstream_time: log.upstream_time,

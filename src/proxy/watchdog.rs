@@ -135,6 +135,11 @@ pub struct Armed<'w> {
 }
 
 impl Armed<'_> {
+    /// Whether the deadline has passed (the socket is then shut down), still watching.
+    pub fn has_fired(&self) -> bool {
+        self.dog.by_fd.borrow()[self.fd].fired
+    }
+
     /// Stops watching; whether the deadline had passed (the socket is then shut down).
     pub fn fired(self) -> bool {
         let fired = self.release();

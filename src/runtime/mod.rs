@@ -85,11 +85,15 @@ impl Process {
                 }
                 let generation = self.generation() + 1;
                 let next = Published::build(Arc::new(cfg), &self.registry, generation);
-                let keep: Vec<(String, std::net::SocketAddr)> = next
+                let keep: Vec<(String, crate::config::ServerAddr)> = next
                     .snapshot
                     .upstreams
                     .iter()
-                    .flat_map(|u| u.peers.iter().map(|p| (u.cfg.name.clone(), p.cfg.addr)))
+                    .flat_map(|u| {
+                        u.peers
+                            .iter()
+                            .map(|p| (u.cfg.name.clone(), p.cfg.addr.clone()))
+                    })
                     .collect();
                 self.shared.publish(next);
                 self.registry

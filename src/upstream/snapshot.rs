@@ -67,7 +67,7 @@ impl Upstream {
             .iter()
             .map(|s| Peer {
                 cfg: s.clone(),
-                state: registry.peer(&cfg.name, s.addr),
+                state: registry.peer(&cfg.name, &s.addr),
             })
             .collect();
         let primaries = cfg.servers.iter().take_while(|s| !s.backup).count();

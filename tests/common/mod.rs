@@ -7,8 +7,9 @@ pub mod client;
 pub mod load;
 pub mod proxy;
 
-pub use backend::{Backend, Behavior};
 // Not every test file uses every helper.
+#[allow(unused_imports)]
+pub use backend::{Backend, Behavior};
 #[allow(unused_imports)]
 pub use client::{get, request};
 pub use proxy::Proxy;

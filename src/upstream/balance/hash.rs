@@ -201,12 +201,12 @@ mod tests {
     use super::super::testing::*;
     use super::super::*;
     use super::*;
-    use crate::config::Balance;
+    use crate::config::{Balance, ServerAddr};
 
     fn named(name: &str, weight: u32) -> crate::config::ServerCfg {
         let mut s = server(1, weight);
         s.name = name.to_string();
-        s.addr = name.parse().unwrap_or(s.addr);
+        s.addr = name.parse().map(ServerAddr::Inet).unwrap_or(s.addr);
         s
     }
 
