@@ -217,7 +217,15 @@ async fn read_expirations(timer: Rc<Timer>) {
         buf = back;
         match result {
             Ok(_) => timer.expire(),
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            // The descriptor is non-blocking (epoll needs that); should an io_uring read of
+            // it ever end in EAGAIN (kernels that honour O_NONBLOCK there) rather than wait,
+            // wait for readability instead of spinning.
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                if let Err(err) = carrier.readable(false).await {
+                    timer.fail(err);
+                    return;
+                }
+            }
             Err(err) => {
                 timer.fail(err);
                 return;
