@@ -1,9 +1,17 @@
 //! Upstreams: the published snapshot (`snapshot`), each server's shared live state
-//! (`state`), and the choice of a server for a request (`balance`).
+//! (`state`), the selection tables built from the configuration alone (`tables`, with the
+//! ketama ring in `ketama`), and the choice of a server for a request (`balance`).
+//!
+//! Dependencies point one way: `balance` -> `snapshot` -> `tables` -> `ketama`, and
+//! `snapshot` -> `state`; nothing below `balance` knows about selection.
 
 pub mod balance;
+#[doc(hidden)]
+pub mod bench_support;
+pub mod ketama;
 pub mod snapshot;
 pub mod state;
+pub mod tables;
 
 pub use balance::{PickError, PickInput, Selector, Tried};
 pub use snapshot::{Peer, Snapshot, Upstream};

@@ -2,14 +2,15 @@
 //!
 //! A `Snapshot` is built once per configuration generation (start, reload) and whenever the
 //! control thread has something new to say; workers `load()` it per request and never lock.
-//! Everything that can be computed ahead (weight totals, the ketama ring) is computed here.
+//! Everything that can be computed ahead (weight totals, the ketama ring) is in each
+//! upstream's [`Tables`], built from its configuration alone.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crate::config::{Config, ServerCfg, UpstreamCfg};
-use crate::upstream::balance::Precomputed;
 use crate::upstream::state::{PeerState, Registry};
+use crate::upstream::tables::Tables;
 
 /// One published view of every upstream.
 #[derive(Debug)]
@@ -21,7 +22,7 @@ pub struct Snapshot {
     pub upstreams: Vec<Upstream>,
 }
 
-/// One upstream group: its settings, its servers, and its precomputed selection tables.
+/// One upstream group: its settings, its servers, and its selection tables.
 #[derive(Debug)]
 pub struct Upstream {
     pub index: usize,
@@ -30,7 +31,7 @@ pub struct Upstream {
     pub peers: Vec<Peer>,
     /// `peers[..primaries]` are primaries, the rest backups.
     pub primaries: usize,
-    pub pre: Precomputed,
+    pub tables: Tables,
     /// Retries in flight across all workers, for `retry_budget`.
     pub retries_in_flight: AtomicU32,
 }
@@ -70,14 +71,13 @@ impl Upstream {
                 state: registry.peer(&cfg.name, s.addr),
             })
             .collect();
-        let primaries = cfg.servers.iter().take_while(|s| !s.backup).count();
-        let pre = Precomputed::build(cfg, &peers, primaries);
+        let tables = Tables::build(cfg);
         Upstream {
             index,
             cfg: cfg.clone(),
             peers,
-            primaries,
-            pre,
+            primaries: tables.primaries,
+            tables,
             retries_in_flight: AtomicU32::new(0),
         }
     }

@@ -58,7 +58,7 @@ fn smooth_round_robin_matches_nginx_sequence() {
 
 #[test]
 fn sync_builds_locals_from_a_snapshot() {
-    let snap = bench_support::snapshot(vec![upstream_cfg(
+    let snap = snapshot(vec![upstream_cfg(
         Balance::RoundRobin,
         vec![server(1, 1), server(2, 1)],
     )]);
