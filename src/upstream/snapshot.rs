@@ -89,6 +89,65 @@ impl Upstream {
     pub fn backup_peers(&self) -> &[Peer] {
         &self.peers[self.primaries..]
     }
+
+    /// The only server of its upstream, which nginx never puts out for its failures.
+    #[inline]
+    pub fn is_single(&self) -> bool {
+        self.peers.len() == 1
+    }
+
+    /// Whether some server could take a request now (primaries and backups; `max_conns`
+    /// aside): nginx's "no live upstreams" when not.
+    pub fn has_live(&self, now_ms: u64) -> bool {
+        let single = self.is_single();
+        self.peers.iter().any(|p| p.usable(single, now_ms))
+    }
+
+    /// Every server is `down` or failing its active check: what ringlb answers 503 to (502
+    /// when servers are out for their recent failures instead: unreachable moments ago).
+    pub fn all_down(&self) -> bool {
+        self.peers
+            .iter()
+            .all(|p| p.cfg.down || !p.state.is_check_passing())
+    }
+
+    /// Panic mode (Envoy's panic threshold): the share of healthy primaries (passing the
+    /// active check, not passively failed) among the primaries not marked `down` is below
+    /// `panic_threshold` percent, and no backup is healthy to take over (backups come first,
+    /// as Envoy spills to the next priority before panicking). In panic, health and failures
+    /// are ignored and every non-`down` primary gets traffic, so a flapping health check
+    /// cannot pile the whole load onto the few servers it still believes in.
+    pub fn in_panic(&self, now_ms: u64) -> bool {
+        let Some(threshold) = self.cfg.panic_threshold else {
+            return false;
+        };
+        let single = self.is_single();
+        let (mut total, mut healthy) = (0u64, 0u64);
+        for p in self.primary_peers().iter().filter(|p| !p.cfg.down) {
+            total += 1;
+            healthy += p.healthy(single, now_ms) as u64;
+        }
+        if total == 0 || healthy * 100 >= total * threshold as u64 {
+            return false;
+        }
+        !self.backup_peers().iter().any(|p| p.usable(false, now_ms))
+    }
+}
+
+impl Peer {
+    /// Health as far as selection cares (see [`PeerState::healthy`]). `single`: the only
+    /// server of its upstream.
+    #[inline]
+    pub fn healthy(&self, single: bool, now_ms: u64) -> bool {
+        self.state.healthy(&self.cfg, single, now_ms)
+    }
+
+    /// Not `down` and healthy: may take a request as far as configuration and health go
+    /// (`max_conns` aside).
+    #[inline]
+    pub fn usable(&self, single: bool, now_ms: u64) -> bool {
+        !self.cfg.down && self.healthy(single, now_ms)
+    }
 }
 
 impl Upstream {

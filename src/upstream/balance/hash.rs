@@ -157,10 +157,7 @@ mod tests {
         let mut sel = test_selector(&up, 1);
         let owner = ring_owner(&up.tables.ring, b"/x").unwrap();
         assert_eq!(pick_key(&mut sel, &up, b"/x"), owner);
-        up.peers[owner]
-            .state
-            .healthy
-            .store(false, std::sync::atomic::Ordering::Relaxed);
+        up.peers[owner].state.check_went_down();
         let other = pick_key(&mut sel, &up, b"/x");
         assert_ne!(other, owner);
         assert_eq!(pick_key(&mut sel, &up, b"/x"), other);

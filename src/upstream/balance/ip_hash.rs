@@ -158,10 +158,7 @@ mod tests {
             .collect();
         let before: Vec<usize> = clients.iter().map(|c| pick_ip(&mut sel, &up, c)).collect();
         // Health check marks server 2 down.
-        up.peers[2]
-            .state
-            .healthy
-            .store(false, std::sync::atomic::Ordering::Relaxed);
+        up.peers[2].state.check_went_down();
         let mut moved = 0;
         for (c, &b) in clients.iter().zip(&before) {
             let now = pick_ip(&mut sel, &up, c);

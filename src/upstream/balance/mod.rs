@@ -14,11 +14,16 @@
 //!
 //! Beyond nginx, shared by every method:
 //! - slow start (`ServerCfg::slow_start`): a server's weight ramps from 10% to 100%
-//!   ([`slow_start_permille`]). Weighted methods that choose by weight (round robin,
+//!   ([`PeerState::ramp_permille`](crate::upstream::state::PeerState::ramp_permille)).
+//!   Weighted methods that choose by weight (round robin,
 //!   least_conn, random_two_least_conn, least_time) use the ramped weight; ip_hash and hash
 //!   keep the configured weight, because there the weight decides which keys a server owns
 //!   and a ramp would move keys between servers on every tick.
-//! - panic mode (`UpstreamCfg::panic_threshold`, [`in_panic`]).
+//! - panic mode (`UpstreamCfg::panic_threshold`, [`Upstream::in_panic`]).
+//!
+//! Passive health (nginx's max_fails / fail_timeout) is the server state's: a pick asks
+//! `PeerState::healthy` and lets the trial through with `admit_trial`; `failed` and
+//! `succeeded` below report the outcome of an exchange to it.
 
 mod gate;
 mod hash;
@@ -40,7 +45,6 @@ use gate::{Gate, Skips, WEIGHT_SCALE};
 use rng::Rng;
 use round_robin::RrWeights;
 
-pub use gate::{in_panic, is_healthy, slow_start_permille, usable};
 pub use tried::Tried;
 
 /// What about the request a method may look at.
@@ -154,8 +158,8 @@ impl Selector {
         let mut skips = Skips::default();
         let primary = Gate {
             now_ms,
-            single: up.peers.len() == 1,
-            panic: in_panic(up, now_ms),
+            single: up.is_single(),
+            panic: up.in_panic(now_ms),
         };
         if up.peers.len() == 1 && up.primaries == 1 {
             // A lone server (nginx's `peers->single`): no method has anything to choose, so
@@ -164,7 +168,7 @@ impl Selector {
             let peer = &up.peers[0];
             if !tried.has(0) && primary.admits(peer, &mut skips) {
                 if acquire(peer) {
-                    admit_probe(peer, now_ms);
+                    peer.state.admit_trial(&peer.cfg, now_ms);
                     return Ok(0);
                 }
                 skips.full = true;
@@ -200,7 +204,7 @@ impl Selector {
             let Some(i) = found else { break };
             let peer = &up.peers[i];
             if acquire(peer) {
-                admit_probe(peer, now_ms);
+                peer.state.admit_trial(&peer.cfg, now_ms);
                 return Ok(i);
             }
             skips.full = true;
@@ -242,26 +246,18 @@ impl Selector {
         found.or_else(|| round_robin::pick(rr, up.primary_peers(), 0, tried, gate, skips))
     }
 
-    /// Records a failed exchange with `up.peers[i]` (nginx `NGX_PEER_FAILED`).
+    /// Records a failed exchange with `up.peers[i]` (nginx `NGX_PEER_FAILED`): a passive
+    /// failure in the shared state, and a lower effective weight in this worker's round
+    /// robin (by `weight / max_fails`; it climbs back by one per pass).
     pub fn failed(&mut self, up: &Upstream, i: usize, now_ms: u64) {
         let peer = &up.peers[i];
-        let st = &peer.state;
-        // A probe was let through since the last failure (nginx: `accessed < checked`).
-        let probing =
-            st.accessed_ms.load(Ordering::Relaxed) < st.checked_ms.load(Ordering::Relaxed);
-        let fails = st.fails.fetch_add(1, Ordering::Relaxed) + 1;
-        // The failure that reaches max_fails is the transition: exactly one worker sees it.
-        // A failed probe past it is the server going out again.
-        let max = peer.cfg.max_fails;
-        if max > 0 && up.peers.len() > 1 && (fails == max || (fails > max && probing)) {
+        if let Some(fails) = peer.state.record_failure(&peer.cfg, up.is_single(), now_ms) {
             tracing::warn!(
                 "upstream {} server {} temporarily disabled: {fails} failures within fail_timeout",
                 up.cfg.name,
                 peer.cfg.name
             );
         }
-        st.accessed_ms.store(now_ms, Ordering::Relaxed);
-        st.checked_ms.store(now_ms, Ordering::Relaxed);
         // max_fails = 0: failures are not counted against the weight either.
         if let Some(drop) = peer.cfg.weight.checked_div(peer.cfg.max_fails) {
             if let Some(w) = self.local(up).rr.get_mut(i) {
@@ -271,12 +267,9 @@ impl Selector {
         }
     }
 
-    /// Records a successful exchange: a probe that succeeded clears the failures.
+    /// Records a successful exchange: a trial that succeeded clears the failures.
     pub fn succeeded(&mut self, up: &Upstream, i: usize) {
-        let st = &up.peers[i].state;
-        if st.accessed_ms.load(Ordering::Relaxed) < st.checked_ms.load(Ordering::Relaxed) {
-            st.fails.store(0, Ordering::Relaxed);
-        }
+        up.peers[i].state.record_success();
     }
 
     /// Feeds one response time of `up.peers[i]` (request sent to response head received)
@@ -309,16 +302,6 @@ fn acquire(peer: &Peer) -> bool {
                 (a < max).then_some(a + 1)
             })
             .is_ok(),
-    }
-}
-
-/// nginx: a server picked more than `fail_timeout` after its last check becomes the probe
-/// (`checked = now`); if this request succeeds, `succeeded` clears its failures.
-fn admit_probe(peer: &Peer, now_ms: u64) {
-    let st = &peer.state;
-    let checked = st.checked_ms.load(Ordering::Relaxed);
-    if now_ms.saturating_sub(checked) > peer.cfg.fail_timeout.as_millis() as u64 {
-        st.checked_ms.store(now_ms, Ordering::Relaxed);
     }
 }
 
