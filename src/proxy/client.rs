@@ -14,6 +14,7 @@ use super::watchdog::Watch;
 use super::ProxyCtx;
 use super::{route, slot};
 use crate::config::{ServerName, VirtualServer};
+use crate::control::generation::Published;
 use crate::http::request::{self, RequestBody, RequestHead};
 use crate::http::response::ResponseHead;
 use crate::http::template::Vars;
@@ -281,12 +282,7 @@ impl Client {
     }
 
     /// Serves the parsed request; returns whether the connection must close afterwards.
-    async fn handle(
-        &mut self,
-        ctx: &ProxyCtx,
-        cur: &route::Published,
-        vs: &VirtualServer,
-    ) -> CloseAfter {
+    async fn handle(&mut self, ctx: &ProxyCtx, cur: &Published, vs: &VirtualServer) -> CloseAfter {
         let head_len = self.head.head_len;
         if let RequestBody::Length(n) = self.head.body {
             if vs.max_body_bytes > 0 && n > vs.max_body_bytes {

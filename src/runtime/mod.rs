@@ -11,9 +11,8 @@ use std::sync::{mpsc, Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use crate::config::{self, Config, ConfigError, IoMode};
+use crate::control::generation::{Generations, Published};
 use crate::metrics::WorkerStats;
-use crate::proxy::{Published, Shared};
-use crate::upstream::Registry;
 
 /// The I/O driver the workers run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +32,8 @@ impl IoKind {
 
 /// Everything the workers, the control thread and the admin endpoint share.
 pub struct Process {
-    pub shared: Arc<Shared>,
-    pub registry: Registry,
+    /// The published configuration generation, and each server's live state.
+    pub generations: Arc<Generations>,
     /// One per worker, in worker order.
     pub stats: Vec<Arc<WorkerStats>>,
     pub config_path: PathBuf,
@@ -51,51 +50,22 @@ pub struct Process {
 impl Process {
     /// The configuration generation workers are running now.
     pub fn current(&self) -> Arc<Published> {
-        self.shared.published.load_full()
+        self.generations.current()
     }
 
     pub fn generation(&self) -> u64 {
-        self.shared.generation.load(Ordering::Acquire)
+        self.generations.number()
     }
 
-    /// Re-reads the configuration file and, if it is valid, publishes it to every worker.
-    /// On error the running configuration stays and every error is returned.
+    /// Re-reads the configuration file and, if it is valid, publishes it to every worker
+    /// (logging what changed). On error the running configuration stays and every error is
+    /// returned.
     pub fn reload(&self) -> Result<u64, Vec<ConfigError>> {
         let _serial = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
         match config::load(&self.config_path) {
             Ok(cfg) => {
-                if cfg.runtime.workers != self.workers {
-                    tracing::warn!(
-                        "runtime.workers changed ({} -> {}): takes effect on restart",
-                        self.workers,
-                        cfg.runtime.workers
-                    );
-                }
-                let old = self.current();
-                let old = old.config();
-                if cfg.runtime.io != old.runtime.io
-                    || cfg.runtime.pin_workers != old.runtime.pin_workers
-                {
-                    tracing::warn!(
-                        "runtime.io / runtime.pin_workers changed: take effect on restart"
-                    );
-                }
-                if cfg.admin != old.admin {
-                    tracing::warn!("admin.listen changed: takes effect on restart");
-                }
-                let generation = self.generation() + 1;
-                let next = Published::build(Arc::new(cfg), &self.registry, generation);
-                let keep: Vec<(String, std::net::SocketAddr)> = next
-                    .snapshot
-                    .upstreams
-                    .iter()
-                    .flat_map(|u| u.peers.iter().map(|p| (u.cfg.name.clone(), p.cfg.addr)))
-                    .collect();
-                self.shared.publish(next);
-                self.registry
-                    .retain(&|u, a| keep.iter().any(|(ku, ka)| ku == u && ka == a));
+                let (generation, _) = self.generations.reload(cfg);
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(generation, "configuration reloaded");
                 Ok(generation)
             }
             Err(errors) => {
@@ -131,14 +101,11 @@ pub enum StartError {
 /// has bound its listeners.
 pub fn start(config: Config) -> Result<Running, StartError> {
     let workers = config.runtime.workers.max(1);
-    let registry = Registry::with_workers(workers);
     let path = config.path.clone();
     let io_mode = config.runtime.io;
     let pin = config.runtime.pin_workers;
-    let published = Published::build(Arc::new(config), &registry, 1);
     let process = Arc::new(Process {
-        shared: Arc::new(Shared::new(published)),
-        registry,
+        generations: Arc::new(Generations::start(config, workers)),
         stats: (0..workers).map(|_| Arc::default()).collect(),
         config_path: path,
         workers,

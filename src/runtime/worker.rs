@@ -102,7 +102,7 @@ fn uring_runtime(
 async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
     let ctx = Rc::new(ProxyCtx::new(
         id,
-        process.shared.clone(),
+        process.generations.clone(),
         process.stats[id].clone(),
     ));
     let mut listeners: HashMap<SocketAddr, Canceller> = HashMap::new();
@@ -129,7 +129,7 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
         let now = Instant::now();
         watchdog::with(|w| w.sweep(now));
         crate::upstream::tick_coarse_ms();
-        let g = process.shared.generation.load(Ordering::Acquire);
+        let g = process.generations.number();
         if g != generation {
             generation = g;
             ctx.refresh();
