@@ -71,7 +71,7 @@ impl Process {
             Err(errors) => {
                 self.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 for e in &errors {
-                    tracing::error!("reload refused: {e}");
+                    tracing::error!(error = %e, "reload refused");
                 }
                 Err(errors)
             }

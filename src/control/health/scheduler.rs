@@ -127,7 +127,7 @@ pub fn spawn(process: Arc<Process>) -> io::Result<std::thread::JoinHandle<()>> {
                 .build()
             {
                 Ok(mut rt) => rt.block_on(run(process)),
-                Err(e) => tracing::error!("health checks not running: control runtime: {e}"),
+                Err(e) => tracing::error!(error = %e, "health checks not running"),
             }
         })
 }
@@ -209,9 +209,10 @@ fn visit(
             None => {
                 if w.check.take().is_some() && w.state.check_dropped(now_ms) {
                     tracing::info!(
-                        "upstream {} server {} up: health check removed",
-                        w.upstream,
-                        w.cfg.name
+                        upstream = %w.upstream,
+                        server = %w.cfg.name,
+                        state = "up",
+                        "health check removed"
                     );
                 }
                 let out = ejected(peer, single, now_ms);
@@ -268,24 +269,24 @@ fn collect(results: &Results, watched: &mut HashMap<u32, Watched>, now_ms: u64) 
                     .last_error
                     .as_ref()
                     .map_or(String::new(), |e| e.to_string());
+                let (upstream, server) = (&w.upstream, &w.cfg.name);
                 match check
                     .threshold
                     .observe(r.is_ok(), check.fails, check.passes)
                 {
                     Some(Transition::Down { checks }) => {
                         w.state.check_went_down();
+                        // (The message keeps the count while tests/proxy_core.rs matches it.)
                         tracing::warn!(
-                            "upstream {} server {} down: {checks} failed checks ({reason})",
-                            w.upstream,
-                            w.cfg.name,
+                            %upstream, %server, state = "down", checks, ?reason,
+                            "down: {checks} failed checks"
                         );
                     }
                     Some(Transition::Up { checks }) => {
                         w.state.check_came_up(now_ms);
                         tracing::info!(
-                            "upstream {} server {} up: {checks} passed checks",
-                            w.upstream,
-                            w.cfg.name
+                            %upstream, %server, state = "up", checks,
+                            "up: {checks} passed checks"
                         );
                     }
                     // The first failure of a streak on an up server: when trouble began.
@@ -293,11 +294,7 @@ fn collect(results: &Results, watched: &mut HashMap<u32, Watched>, now_ms: u64) 
                         && check.threshold.healthy()
                         && check.threshold.streak() == 1 =>
                     {
-                        tracing::info!(
-                            "upstream {} server {} check failed ({reason})",
-                            w.upstream,
-                            w.cfg.name,
-                        );
+                        tracing::info!(%upstream, %server, ?reason, "health check failed");
                     }
                     None => {}
                 }
@@ -305,10 +302,11 @@ fn collect(results: &Results, watched: &mut HashMap<u32, Watched>, now_ms: u64) 
             ProbeResult::Connect(ok) => {
                 w.recovery.done();
                 if ok && w.state.end_ejection(&w.cfg, now_ms) {
+                    // The next request is its trial.
                     tracing::info!(
-                        "upstream {} server {} accepts connections again: next request is its trial",
-                        w.upstream,
-                        w.cfg.name
+                        upstream = %w.upstream,
+                        server = %w.cfg.name,
+                        "connect probe ended the ejection"
                     );
                 }
             }
@@ -332,9 +330,9 @@ fn no_live_transition(up: &Upstream, dead: &mut HashMap<String, bool>, now_ms: u
     let live = up.has_live(now_ms);
     let was_dead = dead.get(&up.cfg.name).copied().unwrap_or(false);
     if !live && !was_dead {
-        tracing::warn!("upstream {}: no live upstreams", up.cfg.name);
+        tracing::warn!(upstream = %up.cfg.name, "no live upstreams");
     } else if live && was_dead {
-        tracing::info!("upstream {}: live servers again", up.cfg.name);
+        tracing::info!(upstream = %up.cfg.name, "live servers again");
     }
     dead.insert(up.cfg.name.clone(), !live);
 }
@@ -345,13 +343,14 @@ fn panic_transition(up: &Upstream, panicked: &mut HashMap<String, bool>, now_ms:
     let now = up.in_panic(now_ms);
     let was = panicked.get(&up.cfg.name).copied().unwrap_or(false);
     if now && !was {
+        // Fewer than `panic_threshold` percent of primaries healthy: health is ignored.
         tracing::warn!(
-            "upstream {}: panic mode: fewer than {}% of primaries healthy, ignoring health",
-            up.cfg.name,
-            up.cfg.panic_threshold.unwrap_or(0)
+            upstream = %up.cfg.name,
+            panic_threshold = up.cfg.panic_threshold.unwrap_or(0),
+            "panic mode"
         );
     } else if !now && was {
-        tracing::info!("upstream {}: panic mode over", up.cfg.name);
+        tracing::info!(upstream = %up.cfg.name, "panic mode over");
     }
     panicked.insert(up.cfg.name.clone(), now);
 }

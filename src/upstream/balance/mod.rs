@@ -253,9 +253,11 @@ impl Selector {
         let peer = &up.peers[i];
         if let Some(fails) = peer.state.record_failure(&peer.cfg, up.is_single(), now_ms) {
             tracing::warn!(
-                "upstream {} server {} temporarily disabled: {fails} failures within fail_timeout",
-                up.cfg.name,
-                peer.cfg.name
+                upstream = %up.cfg.name,
+                server = %peer.cfg.name,
+                fails,
+                fail_timeout = ?peer.cfg.fail_timeout,
+                "temporarily disabled"
             );
         }
         // max_fails = 0: failures are not counted against the weight either.
