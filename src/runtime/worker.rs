@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use monoio::io::Canceller;
 use monoio::net::TcpListener;
 
-use super::{listener, wants_uring, IoKind, Process};
+use super::driver::{wants_uring, IoKind};
+use super::listener;
+use super::process::Process;
 use crate::config::IoMode;
 use crate::proxy::{self, watchdog, ProxyCtx};
 
