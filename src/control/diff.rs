@@ -1,6 +1,7 @@
 //! What a reload changes: the difference between the running configuration and the next one
 //! (as sozu's `ConfigState::diff`), as a list of [`Change`]s that the reload logs one event
-//! each, with fields rather than prose (`upstream=app server=10.0.0.1:80 change="added"`).
+//! each, with fields rather than prose (`upstream=app server=10.0.0.1:80 change="added"`;
+//! values that may hold spaces are quoted).
 //!
 //! Servers are matched by (upstream, address), as the registry matches their live state: a
 //! server that keeps its address keeps its counters, and its other settings show up as
@@ -91,14 +92,14 @@ impl Change {
                 tracing::info!(%upstream, change = "removed", "{MSG}")
             }
             Change::Balance { upstream, from, to } => {
-                tracing::info!(%upstream, change = "balance", %from, %to, "{MSG}")
+                tracing::info!(%upstream, change = "balance", ?from, ?to, "{MSG}")
             }
             Change::UpstreamParam {
                 upstream,
                 param,
                 from,
                 to,
-            } => tracing::info!(%upstream, change = "param", param, %from, %to, "{MSG}"),
+            } => tracing::info!(%upstream, change = "param", param, ?from, ?to, "{MSG}"),
             Change::ServerAdded { upstream, server } => {
                 tracing::info!(%upstream, %server, change = "added", "{MSG}")
             }
@@ -111,7 +112,7 @@ impl Change {
                 param,
                 from,
                 to,
-            } => tracing::info!(%upstream, %server, change = "param", param, %from, %to, "{MSG}"),
+            } => tracing::info!(%upstream, %server, change = "param", param, ?from, ?to, "{MSG}"),
             Change::ListenerAdded { listen } => {
                 tracing::info!(%listen, change = "added", "{MSG}")
             }
@@ -119,10 +120,10 @@ impl Change {
                 tracing::info!(%listen, change = "removed", "{MSG}")
             }
             Change::LocationAdded { block, path } => {
-                tracing::info!(%block, location = %path, change = "added", "{MSG}")
+                tracing::info!(?block, location = %path, change = "added", "{MSG}")
             }
             Change::LocationRemoved { block, path } => {
-                tracing::info!(%block, location = %path, change = "removed", "{MSG}")
+                tracing::info!(?block, location = %path, change = "removed", "{MSG}")
             }
             Change::LocationParam {
                 block,
@@ -131,7 +132,7 @@ impl Change {
                 from,
                 to,
             } => tracing::info!(
-                %block, location = %path, change = "param", param, %from, %to, "{MSG}"
+                ?block, location = %path, change = "param", param, ?from, ?to, "{MSG}"
             ),
             Change::RestartOnly {
                 setting,
@@ -139,8 +140,8 @@ impl Change {
                 file,
             } => tracing::warn!(
                 setting,
-                %running,
-                %file,
+                ?running,
+                ?file,
                 change = "restart_only",
                 "configuration change takes effect on restart"
             ),
