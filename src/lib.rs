@@ -12,6 +12,7 @@
 //! - [`control`]: the control thread: health checks, reloads, publishing snapshots.
 //! - [`admin`]: `/metrics`, `/status` and the HTML status page.
 //! - [`metrics`]: per-worker counters and how they are summed.
+//! - [`sys`]: the raw socket system calls made outside monoio (one home for their `unsafe`).
 //! - [`access_log`]: per-worker access log buffers and the thread that writes them.
 
 pub mod access_log;
@@ -23,4 +24,5 @@ pub mod metrics;
 pub mod pool;
 pub mod proxy;
 pub mod runtime;
+pub mod sys;
 pub mod upstream;

@@ -13,7 +13,24 @@
 //! | `server.keepalive_requests` | `1000` | nginx >= 1.19.10 |
 //! | `server.max_header_bytes` | `16384` | about nginx's `large_client_header_buffers 4 8k` budget |
 //! | `server.max_body_bytes` | `0` = unlimited | SPEC; nginx's `client_max_body_size` is 1m |
+//! | `runtime.temp_path` | `ringlb` under the system temp directory (`$TMPDIR` or `/tmp`) | |
+//! | `runtime.pid_file` | none | |
 //! | `server.access_log` | `off` | events go to stderr; no file unless asked |
+//! | `server.log_format` | `"combined"` | nginx |
+//! | `server.tls_protocols` | `["TLSv1.2", "TLSv1.3"]` | nginx >= 1.23.4 |
+//! | `server.http2` | `true` | offered by ALPN; HTTP/1.1 always |
+//! | `server.proxy_protocol` | `false` | nginx |
+//! | `server.real_ip_from` | none (off) | nginx |
+//! | `server.real_ip_header` | `"X-Forwarded-For"` | nginx's default is `X-Real-IP`; behind a cloud balancer X-Forwarded-For is what arrives |
+//! | `server.underscores_in_headers` | `false` | nginx |
+//! | `location.index` | `["index.html"]` | nginx |
+//! | `location.expires` | none | nginx `expires off` |
+//! | `location.proxy_request_buffering` / `proxy_buffering` | `true` | nginx; Gunicorn's sync workers need both |
+//! | `location.proxy_buffers` | `256k` | one figure for nginx's `proxy_buffers 8 4k\|8k` plus busy buffers, larger so most responses never touch disk |
+//! | `location.proxy_max_temp_file_size` | `1g` | nginx's `1024m` |
+//! | `location.max_body_bytes` | the server block's | |
+//! | `location.read_timeout` | the upstream's | |
+//! | `location.upgrade` | `["websocket"]` | nginx forwards no Upgrade unless configured; WebSocket is what deployments configure |
 //! | `upstream.balance` | `round_robin` | nginx |
 //! | `upstream.keepalive` | `32` | idle connections per worker per server (nginx: off unless set) |
 //! | `upstream.keepalive_requests` | `1000` | nginx |
@@ -52,6 +69,18 @@ pub const CLIENT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 pub const CLIENT_KEEPALIVE_REQUESTS: u64 = 1000;
 pub const MAX_HEADER_BYTES: u64 = 16384;
 pub const MAX_BODY_BYTES: u64 = 0;
+pub const LOG_FORMAT: &str = "combined";
+pub const HTTP2: bool = true;
+pub const PROXY_PROTOCOL: bool = false;
+pub const REAL_IP_HEADER: &str = "X-Forwarded-For";
+pub const UNDERSCORES_IN_HEADERS: bool = false;
+
+pub const INDEX: &[&str] = &["index.html"];
+pub const PROXY_REQUEST_BUFFERING: bool = true;
+pub const PROXY_BUFFERING: bool = true;
+pub const PROXY_BUFFERS: u64 = 256 << 10;
+pub const PROXY_MAX_TEMP_FILE_SIZE: u64 = 1 << 30;
+pub const UPGRADE: &[&str] = &["websocket"];
 
 pub const UPSTREAM_KEEPALIVE: usize = 32;
 pub const UPSTREAM_KEEPALIVE_REQUESTS: u64 = 1000;
@@ -78,6 +107,11 @@ pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 pub const HEALTH_FAILS: u32 = 2;
 pub const HEALTH_PASSES: u32 = 2;
 pub const HEALTH_STATUS: (u16, u16) = (200, 399);
+
+/// `runtime.temp_path`: `ringlb` under the system temp directory.
+pub fn temp_path() -> std::path::PathBuf {
+    std::env::temp_dir().join("ringlb")
+}
 
 /// `workers = "auto"`: one worker per CPU this process may run on.
 pub fn auto_workers() -> usize {

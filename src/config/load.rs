@@ -1,79 +1,18 @@
-//! File -> [`RawConfig`]: parse the TOML, then walk its spanned tree key by key
-//! (primitives in `walk.rs`, this file's keys here).
-//!
-//! Walking the tree by hand (rather than `toml::from_str::<RawConfig>`) lets one pass report
-//! every unknown key and every value of the wrong type, each with its line and column,
-//! instead of stopping at the first. `validate.rs` then turns the raw structs into the
-//! model, again collecting every problem.
+//! File -> [`Config`]: read the file, parse the TOML, walk its spanned tree into the raw
+//! structs of `schema.rs` (reporting every unknown key and every value of the wrong type,
+//! each with its line and column), then let `validate.rs` turn them into the model, again
+//! collecting every problem.
 
-use std::ops::Range;
 use std::path::Path;
 
-use toml_edit::{ImDocument, TableLike};
+use toml_edit::ImDocument;
 
 use super::error::{ConfigError, Problems};
+use super::hints;
 use super::model::Config;
-use super::schema::*;
+use super::schema::RawConfig;
 use super::validate;
-use super::walk::{entries, join, Walker};
-
-const TOP_KEYS: &[&str] = &["runtime", "admin", "server", "upstream"];
-const RUNTIME_KEYS: &[&str] = &[
-    "workers",
-    "pin_workers",
-    "shutdown_timeout",
-    "io",
-    "max_connections",
-];
-const ADMIN_KEYS: &[&str] = &["listen"];
-const SERVER_KEYS: &[&str] = &[
-    "listen",
-    "server_name",
-    "client_header_timeout",
-    "client_body_timeout",
-    "keepalive_timeout",
-    "keepalive_requests",
-    "max_header_bytes",
-    "max_body_bytes",
-    "access_log",
-    "location",
-];
-const LOCATION_KEYS: &[&str] = &["path", "proxy_pass", "proxy_set_header"];
-const UPSTREAM_KEYS: &[&str] = &[
-    "balance",
-    "hash",
-    "consistent",
-    "keepalive",
-    "keepalive_requests",
-    "keepalive_timeout",
-    "connect_timeout",
-    "send_timeout",
-    "read_timeout",
-    "next_upstream",
-    "next_upstream_tries",
-    "next_upstream_timeout",
-    "servers",
-    "health_check",
-    "hash_balance_factor",
-    "ip_hash_prefix",
-    "panic_threshold",
-    "retry_budget",
-    "queue",
-    "queue_timeout",
-];
-const UPSTREAM_SERVER_KEYS: &[&str] = &[
-    "addr",
-    "weight",
-    "max_fails",
-    "fail_timeout",
-    "max_conns",
-    "backup",
-    "down",
-    "slow_start",
-];
-const HEALTH_CHECK_KEYS: &[&str] = &["path", "interval", "timeout", "fails", "passes", "status"];
-const IP_HASH_PREFIX_KEYS: &[&str] = &["v4", "v6"];
-const RETRY_BUDGET_KEYS: &[&str] = &["ratio", "min"];
+use super::walk::Walker;
 
 /// Reads and validates the file at `path`. Every error found is returned, in file order.
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
@@ -91,6 +30,18 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
 pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
     let mut problems = Problems::default();
     let raw = read_raw(text, &mut problems);
+    if raw.is_none() {
+        if let Some(at) = hints::looks_like_nginx(text) {
+            problems.push(
+                at..at,
+                "",
+                format!(
+                    "this looks like an nginx configuration: try `ringlb import-nginx {}`",
+                    path.display()
+                ),
+            );
+        }
+    }
     let config = raw.and_then(|raw| validate::build(&raw, path, &mut problems));
     match config {
         Some(c) if problems.is_empty() => Ok(c),
@@ -111,251 +62,5 @@ pub(crate) fn read_raw(text: &str, problems: &mut Problems) -> Option<RawConfig>
         }
     };
     let mut w = Walker { problems };
-    Some(w.config(doc.as_table()))
-}
-
-impl Walker<'_> {
-    fn config(&mut self, root: &toml_edit::Table) -> RawConfig {
-        let mut c = RawConfig::default();
-        let whole = 0..0;
-        for e in entries(root, &whole) {
-            let p = join("", e.name);
-            match e.name {
-                "runtime" => c.runtime = self.table(&e, &p, Self::runtime),
-                "admin" => c.admin = self.table(&e, &p, Self::admin),
-                "server" => {
-                    c.server = self
-                        .tables(&e, &p, Self::server)
-                        .map(Spanned::into_inner)
-                        .unwrap_or_default()
-                }
-                "upstream" => {
-                    if let Some(ups) = self.table(&e, &p, Self::upstreams) {
-                        c.upstream = ups.into_inner();
-                    }
-                }
-                _ => self.unknown(&e, "", TOP_KEYS),
-            }
-        }
-        c
-    }
-
-    fn runtime(&mut self, t: &dyn TableLike, span: &Range<usize>, path: &str) -> RawRuntime {
-        let mut r = RawRuntime::default();
-        for e in entries(t, span) {
-            let p = join(path, e.name);
-            match e.name {
-                "workers" => r.workers = self.str_or_int(&e, &p, "\"auto\" or a number of workers"),
-                "pin_workers" => r.pin_workers = self.boolean(&e, &p),
-                "shutdown_timeout" => r.shutdown_timeout = self.duration(&e, &p),
-                "io" => r.io = self.string(&e, &p),
-                "max_connections" => r.max_connections = self.integer(&e, &p),
-                _ => self.unknown(&e, path, RUNTIME_KEYS),
-            }
-        }
-        r
-    }
-
-    fn admin(&mut self, t: &dyn TableLike, span: &Range<usize>, path: &str) -> RawAdmin {
-        let mut a = RawAdmin::default();
-        for e in entries(t, span) {
-            let p = join(path, e.name);
-            match e.name {
-                "listen" => a.listen = self.string(&e, &p),
-                _ => self.unknown(&e, path, ADMIN_KEYS),
-            }
-        }
-        a
-    }
-
-    fn server(&mut self, t: &dyn TableLike, span: &Range<usize>, path: &str) -> RawServer {
-        let mut s = RawServer::default();
-        for e in entries(t, span) {
-            let p = join(path, e.name);
-            match e.name {
-                "listen" => s.listen = self.one_or_many(&e, &p),
-                "server_name" => s.server_name = self.one_or_many(&e, &p),
-                "client_header_timeout" => s.client_header_timeout = self.duration(&e, &p),
-                "client_body_timeout" => s.client_body_timeout = self.duration(&e, &p),
-                "keepalive_timeout" => s.keepalive_timeout = self.duration(&e, &p),
-                "keepalive_requests" => s.keepalive_requests = self.integer(&e, &p),
-                "max_header_bytes" => {
-                    s.max_header_bytes = self.str_or_int(&e, &p, "a size such as 16384 or \"16k\"")
-                }
-                "max_body_bytes" => {
-                    s.max_body_bytes = self.str_or_int(&e, &p, "a size such as 0 or \"10m\"")
-                }
-                "access_log" => s.access_log = self.string(&e, &p),
-                "location" => {
-                    s.location = self
-                        .tables(&e, &p, Self::location)
-                        .map(Spanned::into_inner)
-                        .unwrap_or_default()
-                }
-                _ => self.unknown(&e, path, SERVER_KEYS),
-            }
-        }
-        s
-    }
-
-    fn location(&mut self, t: &dyn TableLike, span: &Range<usize>, path: &str) -> RawLocation {
-        let mut l = RawLocation::default();
-        for e in entries(t, span) {
-            let p = join(path, e.name);
-            match e.name {
-                "path" => l.path = self.string(&e, &p),
-                "proxy_pass" => l.proxy_pass = self.string(&e, &p),
-                "proxy_set_header" => l.proxy_set_header = self.table(&e, &p, Self::header_map),
-                _ => self.unknown(&e, path, LOCATION_KEYS),
-            }
-        }
-        l
-    }
-
-    fn header_map(
-        &mut self,
-        t: &dyn TableLike,
-        span: &Range<usize>,
-        path: &str,
-    ) -> OrderedMap<Spanned<String>, Spanned<String>> {
-        let mut m = OrderedMap::default();
-        for e in entries(t, span) {
-            let p = join(path, e.name);
-            if let Some(v) = self.string(&e, &p) {
-                m.0.push((Spanned::new(e.key_span.clone(), e.name.to_owned()), v));
-            }
-        }
-        m
-    }
-
-    fn upstreams(
-        &mut self,
-        t: &dyn TableLike,
-        span: &Range<usize>,
-        path: &str,
-    ) -> OrderedMap<Spanned<String>, Spanned<RawUpstream>> {
-        let mut m = OrderedMap::default();
-        for e in entries(t, span) {
-            let p = join(path, e.name);
-            if let Some(u) = self.table(&e, &p, Self::upstream) {
-                m.0.push((Spanned::new(e.key_span.clone(), e.name.to_owned()), u));
-            }
-        }
-        m
-    }
-
-    fn upstream(&mut self, t: &dyn TableLike, span: &Range<usize>, path: &str) -> RawUpstream {
-        let mut u = RawUpstream::default();
-        for e in entries(t, span) {
-            let p = join(path, e.name);
-            match e.name {
-                "balance" => u.balance = self.string(&e, &p),
-                "hash" => u.hash = self.string(&e, &p),
-                "consistent" => u.consistent = self.boolean(&e, &p),
-                "keepalive" => u.keepalive = self.integer(&e, &p),
-                "keepalive_requests" => u.keepalive_requests = self.integer(&e, &p),
-                "keepalive_timeout" => u.keepalive_timeout = self.duration(&e, &p),
-                "connect_timeout" => u.connect_timeout = self.duration(&e, &p),
-                "send_timeout" => u.send_timeout = self.duration(&e, &p),
-                "read_timeout" => u.read_timeout = self.duration(&e, &p),
-                "next_upstream" => u.next_upstream = self.strings(&e, &p),
-                "next_upstream_tries" => u.next_upstream_tries = self.integer(&e, &p),
-                "next_upstream_timeout" => u.next_upstream_timeout = self.duration(&e, &p),
-                "servers" => u.servers = self.tables(&e, &p, Self::upstream_server),
-                "health_check" => u.health_check = self.table(&e, &p, Self::health_check),
-                "hash_balance_factor" => u.hash_balance_factor = self.float(&e, &p),
-                "ip_hash_prefix" => u.ip_hash_prefix = self.table(&e, &p, Self::ip_hash_prefix),
-                "panic_threshold" => u.panic_threshold = self.integer(&e, &p),
-                "retry_budget" => u.retry_budget = self.table(&e, &p, Self::retry_budget),
-                "queue" => u.queue = self.integer(&e, &p),
-                "queue_timeout" => u.queue_timeout = self.duration(&e, &p),
-                _ => self.unknown(&e, path, UPSTREAM_KEYS),
-            }
-        }
-        u
-    }
-
-    fn upstream_server(
-        &mut self,
-        t: &dyn TableLike,
-        span: &Range<usize>,
-        path: &str,
-    ) -> RawUpstreamServer {
-        let mut s = RawUpstreamServer::default();
-        for e in entries(t, span) {
-            let p = join(path, e.name);
-            match e.name {
-                "addr" => s.addr = self.string(&e, &p),
-                "weight" => s.weight = self.integer(&e, &p),
-                "max_fails" => s.max_fails = self.integer(&e, &p),
-                "fail_timeout" => s.fail_timeout = self.duration(&e, &p),
-                "max_conns" => s.max_conns = self.integer(&e, &p),
-                "backup" => s.backup = self.boolean(&e, &p),
-                "down" => s.down = self.boolean(&e, &p),
-                "slow_start" => s.slow_start = self.duration(&e, &p),
-                _ => self.unknown(&e, path, UPSTREAM_SERVER_KEYS),
-            }
-        }
-        s
-    }
-
-    fn health_check(
-        &mut self,
-        t: &dyn TableLike,
-        span: &Range<usize>,
-        path: &str,
-    ) -> RawHealthCheck {
-        let mut h = RawHealthCheck::default();
-        for e in entries(t, span) {
-            let p = join(path, e.name);
-            match e.name {
-                "path" => h.path = self.string(&e, &p),
-                "interval" => h.interval = self.duration(&e, &p),
-                "timeout" => h.timeout = self.duration(&e, &p),
-                "fails" => h.fails = self.integer(&e, &p),
-                "passes" => h.passes = self.integer(&e, &p),
-                "status" => {
-                    h.status = self.str_or_int(&e, &p, "a status range such as \"200-399\" or 200")
-                }
-                _ => self.unknown(&e, path, HEALTH_CHECK_KEYS),
-            }
-        }
-        h
-    }
-
-    fn ip_hash_prefix(
-        &mut self,
-        t: &dyn TableLike,
-        span: &Range<usize>,
-        path: &str,
-    ) -> RawIpHashPrefix {
-        let mut x = RawIpHashPrefix::default();
-        for e in entries(t, span) {
-            let p = join(path, e.name);
-            match e.name {
-                "v4" => x.v4 = self.integer(&e, &p),
-                "v6" => x.v6 = self.integer(&e, &p),
-                _ => self.unknown(&e, path, IP_HASH_PREFIX_KEYS),
-            }
-        }
-        x
-    }
-
-    fn retry_budget(
-        &mut self,
-        t: &dyn TableLike,
-        span: &Range<usize>,
-        path: &str,
-    ) -> RawRetryBudget {
-        let mut r = RawRetryBudget::default();
-        for e in entries(t, span) {
-            let p = join(path, e.name);
-            match e.name {
-                "ratio" => r.ratio = self.float(&e, &p),
-                "min" => r.min = self.integer(&e, &p),
-                _ => self.unknown(&e, path, RETRY_BUDGET_KEYS),
-            }
-        }
-        r
-    }
+    Some(RawConfig::walk(&mut w, doc.as_table(), &(0..0), ""))
 }

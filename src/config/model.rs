@@ -1,12 +1,20 @@
 //! The validated configuration: what the rest of ringlb runs on.
 //!
-//! Everything here has been checked: addresses are resolved `SocketAddr`s, durations are
-//! `Duration`s, `proxy_pass` is an index into `Config::upstreams`, templates are parsed.
-//! The runtime never re-parses a string from the file.
+//! Everything here has been checked: addresses are resolved `SocketAddr`s (or unix socket
+//! paths), durations are `Duration`s, sizes are byte counts, `proxy_pass` is an index into
+//! `Config::upstreams`, templates are parsed, address ranges are [`IpNet`]s. The runtime
+//! never re-parses a string from the file.
+//!
+//! What validation does not do is read the files a configuration names: TLS certificates
+//! and keys are checked by the TLS module through [`super::tls_files`], and the
+//! directories of `root`/`alias` may appear after the check.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub use ipnet::IpNet;
 
 /// A whole, validated configuration file.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +39,11 @@ pub struct RuntimeCfg {
     pub io: IoMode,
     /// Client connections one worker holds at most; its accept loop waits at the cap.
     pub max_connections: usize,
+    /// Where buffered bodies beyond memory spill (created at start if missing; a relative
+    /// path is relative to the working directory).
+    pub temp_path: PathBuf,
+    /// Written at start with the process id; a second ringlb on the same file refuses to start.
+    pub pid_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,8 +74,59 @@ pub struct VirtualServer {
     pub max_body_bytes: u64,
     /// `None` = off.
     pub access_log: Option<PathBuf>,
+    /// The access log line: `"combined"`, `"json"` or a template of nginx variables,
+    /// parsed by the access log module at load.
+    pub log_format: crate::access_log::LogFormat,
+    /// `Some`: TLS on every `listen` address of this block.
+    pub tls: Option<TlsCfg>,
+    /// Offer `h2` by ALPN on TLS listeners (HTTP/1.1 is always offered).
+    pub http2: bool,
+    /// Expect a PROXY protocol v1 or v2 header first on each connection.
+    pub proxy_protocol: bool,
+    /// Trusted sources: from them, `$remote_addr` is taken from `real_ip_header`. Empty = off.
+    pub real_ip_from: Vec<IpNet>,
+    pub real_ip_header: RealIpHeader,
+    /// `false` (nginx): request header fields with `_` in the name are dropped.
+    pub underscores_in_headers: bool,
     /// Sorted longest path first, so the first prefix match is the longest.
     pub locations: Vec<Location>,
+}
+
+/// `tls_certificate`, `tls_certificate_key`, `tls_protocols` of one `[[server]]` block.
+/// Only the paths have been checked here; the TLS module loads and checks the PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsCfg {
+    /// PEM: the leaf certificate first, then its chain.
+    pub certificate: PathBuf,
+    /// PEM private key matching `certificate`.
+    pub certificate_key: PathBuf,
+    pub protocols: TlsProtocols,
+}
+
+/// The TLS versions offered; at least one is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsProtocols {
+    pub tls12: bool,
+    pub tls13: bool,
+}
+
+impl Default for TlsProtocols {
+    fn default() -> Self {
+        TlsProtocols {
+            tls12: true,
+            tls13: true,
+        }
+    }
+}
+
+/// Where the client address comes from for a connection from a `real_ip_from` source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RealIpHeader {
+    /// A request header (name lower-cased), e.g. `x-forwarded-for`: its last address not in
+    /// `real_ip_from` (nginx's `real_ip_recursive on`).
+    Header(String),
+    /// The source address of the PROXY protocol header (needs `proxy_protocol = true`).
+    ProxyProtocol,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,13 +137,77 @@ pub enum ServerName {
     Wildcard(String),
 }
 
+/// One `[[server.location]]`: a path prefix and what answers under it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Location {
     pub path: String,
+    /// Request body limit: the location's `max_body_bytes`, else its server block's.
+    /// 0 = unlimited.
+    pub max_body_bytes: u64,
+    pub handler: Handler,
+}
+
+/// What answers a request in a location: exactly one of `proxy_pass`, `root`/`alias`,
+/// `return`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Handler {
+    Proxy(ProxyLoc),
+    Files(FilesLoc),
+    Return(ReturnLoc),
+}
+
+/// `proxy_pass = "NAME"` and its options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyLoc {
     /// Index into `Config::upstreams`.
     pub upstream: usize,
     /// `proxy_set_header` entries in file order.
     pub set_headers: Vec<HeaderRule>,
+    /// `proxy_request_buffering`: read the whole request body before choosing a server.
+    pub request_buffering: bool,
+    /// `proxy_buffering`: read the response at the server's speed, feed the client at its own.
+    pub buffering: bool,
+    /// `proxy_buffers`: memory per request for buffering, in bytes (beyond it: temp files).
+    pub buffers: usize,
+    /// `proxy_max_temp_file_size`: bytes of a response spilled to `runtime.temp_path` at
+    /// most; 0 = never spill.
+    pub max_temp_file_size: u64,
+    /// Overrides the upstream's `read_timeout` for this location.
+    pub read_timeout: Option<Duration>,
+    /// `Upgrade` tokens passed to servers, lower-cased (never `h2c`); empty = none.
+    pub upgrade: Vec<String>,
+}
+
+/// `root` or `alias`: files from disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesLoc {
+    pub dir: FilesDir,
+    /// File names tried, in order, for a request that names a directory.
+    pub index: Vec<String>,
+    /// `Cache-Control: max-age` (and `Expires`); `None` = no caching headers.
+    pub expires: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilesDir {
+    /// nginx `root`: the whole request path is appended (`/static/a.css` ->
+    /// `ROOT/static/a.css`).
+    Root(PathBuf),
+    /// nginx `alias`: the location path is replaced (`/static/a.css` with alias
+    /// `/srv/collected/` -> `/srv/collected/a.css`). The alias and the location path both
+    /// end with `/` or neither does (validated).
+    Alias(PathBuf),
+}
+
+/// `return = { status, location | body }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnLoc {
+    /// 100-599.
+    pub status: u16,
+    /// The `Location` header (only for 301, 302, 303, 307, 308, where it is required).
+    pub location: Option<Template>,
+    /// A plain-text body (statuses other than redirects).
+    pub body: Option<String>,
 }
 
 /// One `proxy_set_header` entry.
@@ -228,9 +356,9 @@ pub struct RetryBudget {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerCfg {
-    pub addr: SocketAddr,
-    /// The address as written (`"backend1:8001"`), used in logs, metrics labels and the
-    /// ketama ring, where nginx also hashes the name as written.
+    pub addr: ServerAddr,
+    /// The address as written (`"backend1:8001"`, `"unix:/run/app.sock"`), used in logs,
+    /// metrics labels and the ketama ring, where nginx also hashes the name as written.
     pub name: String,
     pub weight: u32,
     /// 0 = never mark down on passive failures.
@@ -242,6 +370,35 @@ pub struct ServerCfg {
     pub down: bool,
     /// Zero = off.
     pub slow_start: Duration,
+}
+
+/// Where an upstream server listens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ServerAddr {
+    /// `host:port`, resolved when the configuration was loaded.
+    Inet(SocketAddr),
+    /// `unix:/path`: a unix domain stream socket.
+    Unix(PathBuf),
+}
+
+impl ServerAddr {
+    /// The socket address of a TCP server; `None` for a unix socket.
+    pub fn inet(&self) -> Option<SocketAddr> {
+        match self {
+            ServerAddr::Inet(a) => Some(*a),
+            ServerAddr::Unix(_) => None,
+        }
+    }
+}
+
+/// `127.0.0.1:8001` or `unix:/run/app.sock`.
+impl fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerAddr::Inet(a) => a.fmt(f),
+            ServerAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

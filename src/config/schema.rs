@@ -1,189 +1,216 @@
-//! The TOML file as written: plain serde structs, every value with its span.
+//! The TOML file as written: one table per section, every key once.
 //!
-//! These mirror SPEC.md's schema key for key (`deny_unknown_fields` everywhere), so
-//! `toml::from_str::<RawConfig>` accepts exactly the files ringlb accepts structurally.
-//! The loader (`load.rs`) fills the same structs by walking a spanned `toml_edit` tree
-//! instead, so that it can report *every* unknown key or wrongly typed value, where serde
-//! stops at the first; a test checks that both ways agree.
+//! Each `section!` (from `walk.rs`) below makes the raw struct (every value optional and
+//! with its span), the section's key list and the walk that fills the struct from the
+//! spanned `toml_edit` tree (`load.rs` starts it at the root). The walk reports *every*
+//! unknown key or wrongly typed value with its position, where a serde derive would stop
+//! at the first.
 //!
-//! Nothing here is checked beyond its TOML type: durations and sizes are still strings,
-//! integers are `i64` (so that a negative number reaches `validate.rs` and gets a useful
+//! Nothing here is checked beyond its TOML type: durations and sizes are still strings or
+//! integers, integers are `i64` (so that a negative number reaches `validate.rs` and gets a useful
 //! message). Every key is optional here; `validate.rs` says which are required and holds
 //! the defaults.
 
-use std::fmt;
-use std::marker::PhantomData;
+use std::ops::Range;
 
-use serde::de::{MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
-pub use toml::Spanned;
+use super::walk::section;
 
-/// The whole file.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    pub runtime: Option<Spanned<RawRuntime>>,
-    pub admin: Option<Spanned<RawAdmin>>,
-    #[serde(default)]
-    pub server: Vec<Spanned<RawServer>>,
-    #[serde(default)]
-    pub upstream: OrderedMap<Spanned<String>, Spanned<RawUpstream>>,
+section! {
+    /// The whole file.
+    pub struct RawConfig {
+        runtime: table(RawRuntime),
+        admin: table(RawAdmin),
+        server: list(RawServer),
+        upstream: named(RawUpstream),
+    }
 }
 
-/// `[runtime]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRuntime {
-    /// `"auto"` or a number.
-    pub workers: Option<Spanned<StrOrInt>>,
-    pub pin_workers: Option<Spanned<bool>>,
-    pub shutdown_timeout: Option<Spanned<String>>,
-    pub io: Option<Spanned<String>>,
-    pub max_connections: Option<Spanned<i64>>,
+section! {
+    /// `[runtime]`.
+    pub struct RawRuntime {
+        /// `"auto"` or a number.
+        workers: str_or_int("\"auto\" or a number of workers"),
+        pin_workers: boolean,
+        shutdown_timeout: duration,
+        io: string,
+        max_connections: integer,
+        temp_path: string,
+        pid_file: string,
+    }
 }
 
-/// `[admin]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAdmin {
-    pub listen: Option<Spanned<String>>,
+section! {
+    /// `[admin]`.
+    pub struct RawAdmin {
+        listen: string,
+    }
 }
 
-/// One `[[server]]` block.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawServer {
-    pub listen: Option<Spanned<OneOrMany>>,
-    pub server_name: Option<Spanned<OneOrMany>>,
-    pub client_header_timeout: Option<Spanned<String>>,
-    pub client_body_timeout: Option<Spanned<String>>,
-    pub keepalive_timeout: Option<Spanned<String>>,
-    pub keepalive_requests: Option<Spanned<i64>>,
-    pub max_header_bytes: Option<Spanned<StrOrInt>>,
-    pub max_body_bytes: Option<Spanned<StrOrInt>>,
-    /// A path or `"off"`.
-    pub access_log: Option<Spanned<String>>,
-    #[serde(default)]
-    pub location: Vec<Spanned<RawLocation>>,
+section! {
+    /// One `[[server]]` block.
+    pub struct RawServer {
+        listen: one_or_many,
+        server_name: one_or_many,
+        client_header_timeout: duration,
+        client_body_timeout: duration,
+        keepalive_timeout: duration,
+        keepalive_requests: integer,
+        max_header_bytes: str_or_int("a size such as 16384 or \"16k\""),
+        max_body_bytes: str_or_int("a size such as 0 or \"10m\""),
+        /// A path or `"off"`.
+        access_log: string,
+        tls_certificate: string,
+        tls_certificate_key: string,
+        tls_protocols: strings,
+        http2: boolean,
+        proxy_protocol: boolean,
+        real_ip_from: one_or_many,
+        real_ip_header: string,
+        underscores_in_headers: boolean,
+        log_format: string,
+        location: list(RawLocation),
+    }
 }
 
-/// One `[[server.location]]` block.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLocation {
-    pub path: Option<Spanned<String>>,
-    pub proxy_pass: Option<Spanned<String>>,
-    /// Header name -> template, in file order.
-    pub proxy_set_header: Option<Spanned<OrderedMap<Spanned<String>, Spanned<String>>>>,
+section! {
+    /// One `[[server.location]]` block.
+    pub struct RawLocation {
+        path: string,
+        proxy_pass: string,
+        /// Header name -> template, in file order.
+        proxy_set_header: string_map,
+        root: string,
+        alias: string,
+        index: one_or_many,
+        expires: duration,
+        return_ as "return": table(RawReturn),
+        proxy_request_buffering: boolean,
+        proxy_buffering: boolean,
+        proxy_buffers: str_or_int("a size such as \"256k\""),
+        proxy_max_temp_file_size: str_or_int("a size such as \"1g\""),
+        max_body_bytes: str_or_int("a size such as 0 or \"10m\""),
+        read_timeout: duration,
+        upgrade: strings,
+    }
 }
 
-/// One `[upstream.NAME]` table.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawUpstream {
-    pub balance: Option<Spanned<String>>,
-    pub hash: Option<Spanned<String>>,
-    pub consistent: Option<Spanned<bool>>,
-    pub keepalive: Option<Spanned<i64>>,
-    pub keepalive_requests: Option<Spanned<i64>>,
-    pub keepalive_timeout: Option<Spanned<String>>,
-    pub connect_timeout: Option<Spanned<String>>,
-    pub send_timeout: Option<Spanned<String>>,
-    pub read_timeout: Option<Spanned<String>>,
-    pub next_upstream: Option<Spanned<Vec<Spanned<String>>>>,
-    pub next_upstream_tries: Option<Spanned<i64>>,
-    pub next_upstream_timeout: Option<Spanned<String>>,
-    pub servers: Option<Spanned<Vec<Spanned<RawUpstreamServer>>>>,
-    pub health_check: Option<Spanned<RawHealthCheck>>,
-    pub hash_balance_factor: Option<Spanned<f64>>,
-    pub ip_hash_prefix: Option<Spanned<RawIpHashPrefix>>,
-    pub panic_threshold: Option<Spanned<i64>>,
-    pub retry_budget: Option<Spanned<RawRetryBudget>>,
-    pub queue: Option<Spanned<i64>>,
-    pub queue_timeout: Option<Spanned<String>>,
+section! {
+    /// `return = { status, location | body }`.
+    pub struct RawReturn {
+        status: integer,
+        location: string,
+        body: string,
+    }
 }
 
-/// One entry of an upstream's `servers`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawUpstreamServer {
-    pub addr: Option<Spanned<String>>,
-    pub weight: Option<Spanned<i64>>,
-    pub max_fails: Option<Spanned<i64>>,
-    pub fail_timeout: Option<Spanned<String>>,
-    pub max_conns: Option<Spanned<i64>>,
-    pub backup: Option<Spanned<bool>>,
-    pub down: Option<Spanned<bool>>,
-    pub slow_start: Option<Spanned<String>>,
+section! {
+    /// One `[upstream.NAME]` table.
+    pub struct RawUpstream {
+        balance: string,
+        hash: string,
+        consistent: boolean,
+        keepalive: integer,
+        keepalive_requests: integer,
+        keepalive_timeout: duration,
+        connect_timeout: duration,
+        send_timeout: duration,
+        read_timeout: duration,
+        next_upstream: strings,
+        next_upstream_tries: integer,
+        next_upstream_timeout: duration,
+        servers: tables(RawUpstreamServer),
+        health_check: table(RawHealthCheck),
+        hash_balance_factor: float,
+        ip_hash_prefix: table(RawIpHashPrefix),
+        panic_threshold: integer,
+        retry_budget: table(RawRetryBudget),
+        queue: integer,
+        queue_timeout: duration,
+    }
 }
 
-/// `[upstream.NAME.health_check]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHealthCheck {
-    pub path: Option<Spanned<String>>,
-    pub interval: Option<Spanned<String>>,
-    pub timeout: Option<Spanned<String>>,
-    pub fails: Option<Spanned<i64>>,
-    pub passes: Option<Spanned<i64>>,
-    /// `"200-399"`, `"200"` or `200`.
-    pub status: Option<Spanned<StrOrInt>>,
+section! {
+    /// One entry of an upstream's `servers`.
+    pub struct RawUpstreamServer {
+        addr: string,
+        weight: integer,
+        max_fails: integer,
+        fail_timeout: duration,
+        max_conns: integer,
+        backup: boolean,
+        down: boolean,
+        slow_start: duration,
+    }
 }
 
-/// `ip_hash_prefix = { v4, v6 }`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawIpHashPrefix {
-    pub v4: Option<Spanned<i64>>,
-    pub v6: Option<Spanned<i64>>,
+section! {
+    /// `[upstream.NAME.health_check]`.
+    pub struct RawHealthCheck {
+        path: string,
+        interval: duration,
+        timeout: duration,
+        fails: integer,
+        passes: integer,
+        /// `"200-399"`, `"200"` or `200`.
+        status: str_or_int("a status range such as \"200-399\" or 200"),
+    }
 }
 
-/// `retry_budget = { ratio, min }`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRetryBudget {
-    pub ratio: Option<Spanned<f64>>,
-    pub min: Option<Spanned<i64>>,
+section! {
+    /// `ip_hash_prefix = { v4, v6 }`.
+    pub struct RawIpHashPrefix {
+        v4: integer,
+        v6: integer,
+    }
+}
+
+section! {
+    /// `retry_budget = { ratio, min }`.
+    pub struct RawRetryBudget {
+        ratio: float,
+        min: integer,
+    }
+}
+
+/// A value and the byte range of the text it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned<T> {
+    span: Range<usize>,
+    value: T,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(span: Range<usize>, value: T) -> Self {
+        Spanned { span, value }
+    }
+
+    pub fn span(&self) -> Range<usize> {
+        self.span.clone()
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.value
+    }
+
+    pub fn into_inner(self) -> T {
+        self.value
+    }
 }
 
 /// A value that may be written as a string or an integer (`workers = "auto" | 4`,
 /// sizes `"10m" | 1048576`, health check `status = "200-399" | 200`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StrOrInt {
     Int(i64),
     Str(String),
 }
 
-/// `listen` and `server_name`: one string or an array of strings.
+/// `listen`, `server_name` and other lists: one string or an array of strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OneOrMany {
     /// Written as a plain string; its span is the enclosing `Spanned`'s.
     One(String),
     Many(Vec<Spanned<String>>),
-}
-
-impl<'de> Deserialize<'de> for OneOrMany {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = OneOrMany;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an array of strings")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<OneOrMany, E> {
-                Ok(OneOrMany::One(s.to_owned()))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
-                let mut v = Vec::new();
-                while let Some(s) = seq.next_element()? {
-                    v.push(s);
-                }
-                Ok(OneOrMany::Many(v))
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 /// A TOML table kept in file order (`proxy_set_header` entries are sent in that order).
@@ -193,25 +220,5 @@ pub struct OrderedMap<K, V>(pub Vec<(K, V)>);
 impl<K, V> Default for OrderedMap<K, V> {
     fn default() -> Self {
         OrderedMap(Vec::new())
-    }
-}
-
-impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<K, V> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct M<K, V>(PhantomData<(K, V)>);
-        impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Visitor<'de> for M<K, V> {
-            type Value = OrderedMap<K, V>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a table")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut v = Vec::new();
-                while let Some(entry) = map.next_entry()? {
-                    v.push(entry);
-                }
-                Ok(OrderedMap(v))
-            }
-        }
-        d.deserialize_map(M(PhantomData))
     }
 }

@@ -5,6 +5,7 @@
 //! `$cookie_<name>` families.
 
 use super::model::{Template, TemplatePart, Var};
+use super::syntax::{is_name_byte, pieces, Piece};
 
 /// Every variable name accepted, for error messages.
 pub const VARIABLES: &[&str] = &[
@@ -60,44 +61,48 @@ fn variable(name: &str) -> Result<Var, String> {
     Ok(var)
 }
 
-fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
+/// The template as it could be written back: `https://$host$request_uri`, `${host}_x`.
+impl std::fmt::Display for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, part) in self.parts.iter().enumerate() {
+            match part {
+                TemplatePart::Literal(l) => f.write_str(l)?,
+                TemplatePart::Var(v) => {
+                    let name = match v {
+                        Var::Host => "host".to_owned(),
+                        Var::RemoteAddr => "remote_addr".to_owned(),
+                        Var::RemotePort => "remote_port".to_owned(),
+                        Var::RequestUri => "request_uri".to_owned(),
+                        Var::Uri => "uri".to_owned(),
+                        Var::Args => "args".to_owned(),
+                        Var::Scheme => "scheme".to_owned(),
+                        Var::ProxyAddXForwardedFor => "proxy_add_x_forwarded_for".to_owned(),
+                        Var::Http(h) => format!("http_{}", h.replace('-', "_")),
+                        Var::Cookie(c) => format!("cookie_{c}"),
+                    };
+                    // Braces only where the next literal would run on into the name.
+                    let runs_on = matches!(self.parts.get(i + 1), Some(TemplatePart::Literal(l)) if l.bytes().next().is_some_and(is_name_byte));
+                    if runs_on {
+                        write!(f, "${{{name}}}")?;
+                    } else {
+                        write!(f, "${name}")?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Parses `text` into literal and variable parts.
 pub fn parse_template(text: &str) -> Result<Template, String> {
-    let mut parts = Vec::new();
-    let mut literal = String::new();
-    let mut rest = text;
-    while let Some(dollar) = rest.find('$') {
-        literal.push_str(&rest[..dollar]);
-        rest = &rest[dollar + 1..];
-        let name;
-        if let Some(braced) = rest.strip_prefix('{') {
-            let end = braced
-                .find('}')
-                .ok_or_else(|| format!("`${{` without a closing `}}` in {text:?}"))?;
-            name = &braced[..end];
-            rest = &braced[end + 1..];
-        } else {
-            let len = rest.bytes().take_while(|b| is_name_byte(*b)).count();
-            name = &rest[..len];
-            rest = &rest[len..];
-        }
-        if name.is_empty() || !name.bytes().all(is_name_byte) {
-            return Err(format!(
-                "`$` must be followed by a variable name ($host, ${{host}}) in {text:?}"
-            ));
-        }
-        if !literal.is_empty() {
-            parts.push(TemplatePart::Literal(std::mem::take(&mut literal)));
-        }
-        parts.push(TemplatePart::Var(variable(name)?));
-    }
-    literal.push_str(rest);
-    if !literal.is_empty() {
-        parts.push(TemplatePart::Literal(literal));
-    }
+    let parts = pieces(text)?
+        .into_iter()
+        .map(|p| match p {
+            Piece::Text(t) => Ok(TemplatePart::Literal(t.to_owned())),
+            Piece::Name(n) => variable(n).map(TemplatePart::Var),
+        })
+        .collect::<Result<_, _>>()?;
     Ok(Template { parts })
 }
 
@@ -146,6 +151,19 @@ mod tests {
             "{e}"
         );
         assert!(parse_template("${host").is_err());
+    }
+
+    #[test]
+    fn display_writes_the_template_back() {
+        for t in [
+            "https://$host$request_uri",
+            "${host}_x",
+            "$http_user_agent",
+            "$cookie_SessionId!",
+            "plain",
+        ] {
+            assert_eq!(parse_template(t).unwrap().to_string(), t);
+        }
     }
 
     #[test]

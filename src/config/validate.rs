@@ -8,7 +8,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::defaults as d;
@@ -67,16 +67,24 @@ impl Validator<'_> {
         );
     }
 
+    /// A duration key: `"500ms"`, `"1m30s"`, or a bare number of seconds (integer or string,
+    /// as in nginx); `default` when absent or wrong.
     pub fn duration(
         &mut self,
-        value: &Option<Spanned<String>>,
+        value: &Option<Spanned<StrOrInt>>,
         path: &str,
         key: &str,
         default: Duration,
         zero_ok: bool,
     ) -> Duration {
         let Some(s) = value else { return default };
-        match parse_duration(s.get_ref()) {
+        let parsed = match s.get_ref() {
+            StrOrInt::Int(n) => u64::try_from(*n)
+                .map(Duration::from_secs)
+                .map_err(|_| format!("{n} is negative; a duration is 0 or more seconds")),
+            StrOrInt::Str(text) => parse_duration(text),
+        };
+        match parsed {
             Ok(dur) if dur.is_zero() && !zero_ok => {
                 self.err(
                     s.span(),
@@ -138,6 +146,21 @@ impl Validator<'_> {
             self.err(s.span(), &join(path, key), e);
             default
         })
+    }
+
+    /// A file or directory path: any non-empty string without NUL (relative paths are
+    /// relative to the working directory).
+    pub fn path(&mut self, value: &Spanned<String>, key: &str) -> Option<PathBuf> {
+        let p = value.get_ref();
+        if p.trim().is_empty() {
+            self.err(value.span(), key, "is empty; give a path");
+            return None;
+        }
+        if p.contains('\0') {
+            self.err(value.span(), key, "a path may not contain NUL");
+            return None;
+        }
+        Some(PathBuf::from(p))
     }
 
     /// `host:port` resolved now; a name that does not resolve is an error at load time.
@@ -220,6 +243,15 @@ impl Validator<'_> {
                 1,
                 i64::from(u32::MAX),
             ) as usize,
+            temp_path: r
+                .temp_path
+                .as_ref()
+                .and_then(|p| self.path(p, "runtime.temp_path"))
+                .unwrap_or_else(d::temp_path),
+            pid_file: r
+                .pid_file
+                .as_ref()
+                .and_then(|p| self.path(p, "runtime.pid_file")),
         }
     }
 

@@ -9,12 +9,16 @@ use std::path::PathBuf;
 use super::defaults as d;
 use super::model::*;
 use super::schema::*;
-use super::template::parse_template;
+use super::tls_files::{self, TlsFile};
 use super::validate::Validator;
+use super::validate_location::{is_token_byte, list_items};
 use super::walk::{choices, join};
+use crate::access_log::{LogFormat, VARIABLES};
 
 /// A request head must at least hold a request line and a Host header.
 const MIN_HEADER_BYTES: u64 = 1024;
+/// Every `tls_protocols` value.
+const TLS_PROTOCOLS: &[&str] = &["TLSv1.2", "TLSv1.3"];
 
 impl Validator<'_> {
     pub(crate) fn servers(
@@ -36,7 +40,42 @@ impl Validator<'_> {
             .map(|(i, s)| self.server(s, &format!("server[{i}]"), upstreams))
             .collect();
         self.names_unique_per_address(raw, &servers);
+        self.listeners_agree(raw, &servers);
         servers
+    }
+
+    /// TLS and the PROXY protocol belong to a listening socket: every block on one address
+    /// must agree on both (the first block on the address sets them).
+    fn listeners_agree(&mut self, raw: &[Spanned<RawServer>], servers: &[VirtualServer]) {
+        let mut first: Vec<(SocketAddr, usize)> = Vec::new();
+        for (i, s) in servers.iter().enumerate() {
+            for addr in &s.listen {
+                let Some(&(_, f)) = first.iter().find(|(a, _)| a == addr) else {
+                    first.push((*addr, i));
+                    continue;
+                };
+                let other = &servers[f];
+                let r = raw[i].get_ref();
+                if other.tls.is_some() != s.tls.is_some() {
+                    let (key, span, what) = match &r.tls_certificate {
+                        Some(c) => ("tls_certificate", c.span(), "has TLS but"),
+                        None => (
+                            "listen",
+                            r.listen.as_ref().map_or(raw[i].span(), |l| l.span()),
+                            "has no TLS but",
+                        ),
+                    };
+                    self.err(span, &format!("server[{i}].{key}"), format!("this block {what} server[{f}] on {addr} differs; every server block on one address has TLS (tls_certificate) or none"));
+                }
+                if other.proxy_protocol != s.proxy_protocol {
+                    let span = r.proxy_protocol.as_ref().map_or_else(
+                        || r.listen.as_ref().map_or(raw[i].span(), |l| l.span()),
+                        |p| p.span(),
+                    );
+                    self.err(span, &format!("server[{i}].proxy_protocol"), format!("server[{f}] on {addr} has proxy_protocol = {}; every server block on one address must agree (the PROXY header comes before the request names its host)", other.proxy_protocol));
+                }
+            }
+        }
     }
 
     fn server(
@@ -104,8 +143,33 @@ impl Validator<'_> {
                 );
                 None
             }
-            Some(a) => Some(PathBuf::from(a.get_ref())),
+            // Opened (created if missing) now, so that `ringlb check`, start-up and a reload
+            // all refuse a log that could not be written, instead of losing lines later.
+            Some(a) => {
+                let file = PathBuf::from(a.get_ref());
+                match std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&file)
+                {
+                    Ok(_) => Some(file),
+                    Err(e) => {
+                        self.err(
+                            a.span(),
+                            &join(path, "access_log"),
+                            format!("cannot open {} for appending: {e}", file.display()),
+                        );
+                        None
+                    }
+                }
+            }
         };
+        let proxy_protocol = s
+            .proxy_protocol
+            .as_ref()
+            .map_or(d::PROXY_PROTOCOL, |b| *b.get_ref());
+        let real_ip_from = self.real_ip_from(s, path);
+        let real_ip_header = self.real_ip_header(s, path, proxy_protocol, !real_ip_from.is_empty());
         let max_header_bytes = self.size(
             &s.max_header_bytes,
             path,
@@ -124,11 +188,13 @@ impl Validator<'_> {
         } else {
             max_header_bytes
         };
+        let max_body_bytes =
+            self.size(&s.max_body_bytes, path, "max_body_bytes", d::MAX_BODY_BYTES);
         let mut locations = Vec::new();
         let mut seen_paths: HashMap<String, usize> = HashMap::new();
         for (i, l) in s.location.iter().enumerate() {
             let lpath = format!("{path}.location[{i}]");
-            if let Some(loc) = self.location(l, &lpath, upstreams) {
+            if let Some(loc) = self.location(l, &lpath, upstreams, max_body_bytes) {
                 if let Some(first) = seen_paths.insert(loc.path.clone(), i) {
                     let span = l.get_ref().path.as_ref().map_or(l.span(), |p| p.span());
                     self.err(
@@ -176,10 +242,196 @@ impl Validator<'_> {
                 i64::MAX,
             ) as u64,
             max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
-            max_body_bytes: self.size(&s.max_body_bytes, path, "max_body_bytes", d::MAX_BODY_BYTES),
+            max_body_bytes,
             access_log,
+            log_format: match &s.log_format {
+                None => LogFormat::parse(d::LOG_FORMAT).unwrap_or_default(),
+                Some(f) if f.get_ref().trim().is_empty() => {
+                    self.err(
+                        f.span(),
+                        &join(path, "log_format"),
+                        "is empty; use \"combined\" or a template such as \"$remote_addr $request $status\"",
+                    );
+                    LogFormat::default()
+                }
+                Some(f) => LogFormat::parse(f.get_ref()).unwrap_or_else(|e| {
+                    let message = match e.unknown_variable() {
+                        Some(var) => format!("{e}; {}", choices(&var, VARIABLES)),
+                        None => e.to_string(),
+                    };
+                    self.err(f.span(), &join(path, "log_format"), message);
+                    LogFormat::default()
+                }),
+            },
+            tls: self.tls(raw, path),
+            http2: s.http2.as_ref().map_or(d::HTTP2, |b| *b.get_ref()),
+            proxy_protocol,
+            real_ip_from,
+            real_ip_header,
+            underscores_in_headers: s
+                .underscores_in_headers
+                .as_ref()
+                .map_or(d::UNDERSCORES_IN_HEADERS, |b| *b.get_ref()),
             locations,
         }
+    }
+
+    /// `tls_certificate` and `tls_certificate_key` (both or neither), `tls_protocols`; the
+    /// files themselves are checked by [`tls_files::check`].
+    fn tls(&mut self, raw: &Spanned<RawServer>, path: &str) -> Option<TlsCfg> {
+        let s = raw.get_ref();
+        let protocols = s
+            .tls_protocols
+            .as_ref()
+            .map(|p| self.tls_protocols(p, path));
+        let (cert, key) = match (&s.tls_certificate, &s.tls_certificate_key) {
+            (None, None) => {
+                if let Some(p) = &s.tls_protocols {
+                    self.err(
+                        p.span(),
+                        &join(path, "tls_protocols"),
+                        "applies only to a server block with tls_certificate and tls_certificate_key",
+                    );
+                }
+                return None;
+            }
+            (Some(c), None) => {
+                self.err(
+                    c.span(),
+                    &join(path, "tls_certificate_key"),
+                    "tls_certificate needs tls_certificate_key (the PEM private key) beside it",
+                );
+                return None;
+            }
+            (None, Some(k)) => {
+                self.err(
+                    k.span(),
+                    &join(path, "tls_certificate"),
+                    "tls_certificate_key needs tls_certificate (the PEM certificate chain) beside it",
+                );
+                return None;
+            }
+            (Some(c), Some(k)) => (c, k),
+        };
+        let certificate = self.path(cert, &join(path, "tls_certificate"));
+        let certificate_key = self.path(key, &join(path, "tls_certificate_key"));
+        let mut tls = TlsCfg {
+            certificate: certificate?,
+            certificate_key: certificate_key?,
+            protocols: protocols.unwrap_or_default(),
+        };
+        if let Err(e) = tls_files::check(&mut tls) {
+            let (name, at) = match e.file {
+                TlsFile::Certificate => ("tls_certificate", cert.span()),
+                TlsFile::Key => ("tls_certificate_key", key.span()),
+            };
+            self.err(at, &join(path, name), e.message);
+            return None;
+        }
+        Some(tls)
+    }
+
+    fn tls_protocols(&mut self, list: &Spanned<Vec<Spanned<String>>>, path: &str) -> TlsProtocols {
+        let key = join(path, "tls_protocols");
+        let mut p = TlsProtocols {
+            tls12: false,
+            tls13: false,
+        };
+        for (i, v) in list.get_ref().iter().enumerate() {
+            match v.get_ref().as_str() {
+                "TLSv1.2" => p.tls12 = true,
+                "TLSv1.3" => p.tls13 = true,
+                old @ ("SSLv2" | "SSLv3" | "TLSv1" | "TLSv1.1") => self.err(
+                    v.span(),
+                    &format!("{key}[{i}]"),
+                    format!("{old} is not offered (insecure; ringlb speaks TLSv1.2 and TLSv1.3); remove it"),
+                ),
+                other => self.err(
+                    v.span(),
+                    &format!("{key}[{i}]"),
+                    format!(
+                        "unknown TLS protocol {other:?}; {}",
+                        choices(other, TLS_PROTOCOLS)
+                    ),
+                ),
+            }
+        }
+        if list.get_ref().is_empty() {
+            self.err(
+                list.span(),
+                &key,
+                "is empty; use [\"TLSv1.2\", \"TLSv1.3\"] (the default) or one of them",
+            );
+        }
+        if !p.tls12 && !p.tls13 {
+            return TlsProtocols::default();
+        }
+        p
+    }
+
+    /// `real_ip_from`: addresses and CIDR ranges, IPv4 and IPv6.
+    fn real_ip_from(&mut self, s: &RawServer, path: &str) -> Vec<IpNet> {
+        let Some(list) = &s.real_ip_from else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (key, item) in list_items(list, &join(path, "real_ip_from")) {
+            match parse_net(item.get_ref()) {
+                Some(net) if !out.contains(&net) => out.push(net),
+                Some(_) => {}
+                None => self.err(
+                    item.span(),
+                    &key,
+                    format!(
+                        "{:?} is not an address or address range; write e.g. \"10.0.0.0/8\", \"192.168.1.10\", \"2001:db8::/32\" or \"::1\"",
+                        item.get_ref()
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
+    fn real_ip_header(
+        &mut self,
+        s: &RawServer,
+        path: &str,
+        proxy_protocol: bool,
+        trusted: bool,
+    ) -> RealIpHeader {
+        let default = RealIpHeader::Header(d::REAL_IP_HEADER.to_ascii_lowercase());
+        let Some(h) = &s.real_ip_header else {
+            return default;
+        };
+        let key = join(path, "real_ip_header");
+        let name = h.get_ref().trim();
+        let header = if name == "proxy_protocol" {
+            if !proxy_protocol {
+                self.err(
+                    h.span(),
+                    &key,
+                    "\"proxy_protocol\" takes the address from the PROXY protocol header: set proxy_protocol = true in this server block",
+                );
+            }
+            RealIpHeader::ProxyProtocol
+        } else if !name.is_empty() && name.bytes().all(is_token_byte) {
+            RealIpHeader::Header(name.to_ascii_lowercase())
+        } else {
+            self.err(
+                h.span(),
+                &key,
+                format!("{name:?} is not a header name; write e.g. \"X-Forwarded-For\", \"X-Real-IP\" or \"proxy_protocol\""),
+            );
+            return default;
+        };
+        if !trusted {
+            self.err(
+                h.span(),
+                &key,
+                "has no effect without real_ip_from; list the trusted sources, e.g. real_ip_from = [\"10.0.0.0/8\"]",
+            );
+        }
+        header
     }
 
     fn server_name(&mut self, s: &Spanned<String>, key: &str) -> Option<ServerName> {
@@ -232,145 +484,6 @@ impl Validator<'_> {
             }
         }
     }
-
-    fn location(
-        &mut self,
-        raw: &Spanned<RawLocation>,
-        path: &str,
-        upstreams: &[&str],
-    ) -> Option<Location> {
-        let l = raw.get_ref();
-        let lpath = match &l.path {
-            None => {
-                self.missing(raw.span(), path, "path", "\"/\"");
-                None
-            }
-            Some(p) if !p.get_ref().starts_with('/') => {
-                self.err(
-                    p.span(),
-                    &join(path, "path"),
-                    format!(
-                        "{:?} must start with \"/\"; e.g. \"/{}\"",
-                        p.get_ref(),
-                        p.get_ref()
-                    ),
-                );
-                None
-            }
-            Some(p) => Some(p.get_ref().clone()),
-        };
-        let upstream = match &l.proxy_pass {
-            None => {
-                self.missing(
-                    raw.span(),
-                    path,
-                    "proxy_pass",
-                    "\"NAME\" (an [upstream.NAME])",
-                );
-                None
-            }
-            Some(name) => self.upstream_ref(name, &join(path, "proxy_pass"), upstreams),
-        };
-        let mut set_headers = Vec::new();
-        if let Some(headers) = &l.proxy_set_header {
-            for (name, value) in &headers.get_ref().0 {
-                let key = join(&join(path, "proxy_set_header"), name.get_ref());
-                if let Some(rule) = self.header_rule(name, value, &key) {
-                    if set_headers
-                        .iter()
-                        .any(|r: &HeaderRule| r.name_lower == rule.name_lower)
-                    {
-                        self.err(
-                            name.span(),
-                            &key,
-                            format!(
-                                "header {:?} is set twice (header names ignore case); keep one",
-                                rule.name
-                            ),
-                        );
-                    } else {
-                        set_headers.push(rule);
-                    }
-                }
-            }
-        }
-        Some(Location {
-            path: lpath?,
-            upstream: upstream?,
-            set_headers,
-        })
-    }
-
-    fn upstream_ref(
-        &mut self,
-        name: &Spanned<String>,
-        key: &str,
-        upstreams: &[&str],
-    ) -> Option<usize> {
-        let n = name.get_ref().as_str();
-        if let Ok(i) = upstreams.binary_search(&n) {
-            return Some(i);
-        }
-        let message =
-            if let Some(bare) = n.strip_prefix("http://").filter(|b| upstreams.contains(b)) {
-                format!("proxy_pass takes an upstream name, not a URL; write proxy_pass = {bare:?}")
-            } else if upstreams.is_empty() {
-                format!("no upstream named {n:?}; define it with [upstream.{n}] and its servers")
-            } else {
-                format!("no upstream named {n:?}; {}", choices(n, upstreams))
-            };
-        self.err(name.span(), key, message);
-        None
-    }
-
-    fn header_rule(
-        &mut self,
-        name: &Spanned<String>,
-        value: &Spanned<String>,
-        key: &str,
-    ) -> Option<HeaderRule> {
-        let n = name.get_ref();
-        if n.is_empty() || !n.bytes().all(is_token_byte) {
-            self.err(
-                name.span(),
-                key,
-                format!(
-                    "{n:?} is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)"
-                ),
-            );
-            return None;
-        }
-        let v = value.get_ref();
-        if v.contains(['\r', '\n', '\0']) {
-            self.err(
-                value.span(),
-                key,
-                "a header value may not contain CR, LF or NUL",
-            );
-            return None;
-        }
-        let template = if v.is_empty() {
-            None
-        } else {
-            match parse_template(v) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    self.err(value.span(), key, e);
-                    return None;
-                }
-            }
-        };
-        Some(HeaderRule {
-            name: n.clone(),
-            name_lower: n.to_ascii_lowercase(),
-            value: template,
-        })
-    }
-}
-
-/// RFC 9110 `tchar`.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn show_name(name: &ServerName) -> String {
@@ -393,16 +506,13 @@ fn name_position(raw: &Spanned<RawServer>, i: usize, name: &ServerName) -> (Stri
         .map_or((base, names.span()), |(k, s)| (k, s.span()))
 }
 
-/// The strings of a `listen`/`server_name` with their key paths (`x[1]` for arrays).
-fn list_items(list: &Spanned<OneOrMany>, path: &str) -> Vec<(String, Spanned<String>)> {
-    match list.get_ref() {
-        OneOrMany::One(s) => vec![(path.to_owned(), Spanned::new(list.span(), s.clone()))],
-        OneOrMany::Many(v) => v
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (format!("{path}[{i}]"), s.clone()))
-            .collect(),
+/// `"10.0.0.0/8"`, `"10.1.2.3/8"` (host bits dropped, as nginx does), `"::1"`.
+fn parse_net(text: &str) -> Option<IpNet> {
+    let t = text.trim();
+    if let Ok(net) = t.parse::<IpNet>() {
+        return Some(net.trunc());
     }
+    t.parse::<std::net::IpAddr>().ok().map(IpNet::from)
 }
 
 fn list_is_empty(list: &Spanned<OneOrMany>) -> bool {

@@ -2,7 +2,6 @@
 //! health checks. Part of `validate.rs`'s [`Validator`].
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::ops::Range;
 
 use super::defaults as d;
@@ -38,6 +37,8 @@ pub const NEXT_UPSTREAM: &[&str] = &[
 /// (160 points per weight unit) and smooth round robin sums small.
 pub const MAX_WEIGHT: i64 = 1000;
 const U32: i64 = u32::MAX as i64;
+/// `sockaddr_un.sun_path` holds 108 bytes with the terminating NUL.
+const MAX_UNIX_PATH: usize = 107;
 
 impl Validator<'_> {
     pub(crate) fn upstream(
@@ -307,13 +308,13 @@ impl Validator<'_> {
         };
         let mut primary = Vec::new();
         let mut backup = Vec::new();
-        let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+        let mut seen: HashMap<ServerAddr, usize> = HashMap::new();
         for (i, s) in list.get_ref().iter().enumerate() {
             let sp = format!("{path}[{i}]");
             let Some(server) = self.upstream_server(s, &sp) else {
                 continue;
             };
-            if let Some(first) = seen.insert(server.addr, i) {
+            if let Some(first) = seen.insert(server.addr.clone(), i) {
                 let span = s.get_ref().addr.as_ref().map_or(s.span(), |a| a.span());
                 self.err(span, &join(&sp, "addr"), format!("{:?} ({}) is already {path}[{first}]; list each server once and use weight to give it more traffic", server.name, server.addr));
                 continue;
@@ -339,6 +340,7 @@ impl Validator<'_> {
                 self.missing(raw.span(), sp, "addr", "\"127.0.0.1:8001\"");
                 None
             }
+            Some(a) if a.get_ref().starts_with("unix:") => self.unix_addr(a, &addr_key),
             Some(a) => match self.socket_addr(a, &addr_key) {
                 Some(x) if x.port() == 0 => {
                     self.err(
@@ -351,7 +353,7 @@ impl Validator<'_> {
                     );
                     None
                 }
-                other => other,
+                other => other.map(ServerAddr::Inet),
             },
         };
         let weight = self.int(&s.weight, sp, "weight", i64::from(d::WEIGHT), 1, MAX_WEIGHT) as u32;
@@ -389,6 +391,25 @@ impl Validator<'_> {
             down: s.down.as_ref().is_some_and(|b| *b.get_ref()),
             slow_start,
         })
+    }
+
+    /// `unix:/path`: the path as written (the socket may appear after the check).
+    fn unix_addr(&mut self, a: &Spanned<String>, key: &str) -> Option<ServerAddr> {
+        let path = a.get_ref()["unix:".len()..].trim();
+        let problem = if path.is_empty() {
+            "has no path; write e.g. \"unix:/run/gunicorn.sock\"".to_owned()
+        } else if path.contains('\0') {
+            "a path may not contain NUL".to_owned()
+        } else if path.len() > MAX_UNIX_PATH {
+            format!(
+                "the socket path is {} bytes; a unix socket path has at most {MAX_UNIX_PATH}",
+                path.len()
+            )
+        } else {
+            return Some(ServerAddr::Unix(path.into()));
+        };
+        self.err(a.span(), key, problem);
+        None
     }
 
     fn health_check(&mut self, raw: &Spanned<RawHealthCheck>, p: &str) -> HealthCheckCfg {

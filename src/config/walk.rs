@@ -1,13 +1,140 @@
 //! A walk over a spanned `toml_edit` tree that records every problem and goes on: unknown
-//! keys (with "did you mean"), values of the wrong type. `load.rs` uses these primitives
-//! to read this file's schema; nothing here knows ringlb's keys.
+//! keys (with "did you mean"), values of the wrong type. Nothing here knows ringlb's keys:
+//! `schema.rs` lists them, one table per section, through [`section!`], which emits from
+//! each table the raw struct, its key list and the walk that fills it with these readers.
 
 use std::ops::Range;
 
 use toml_edit::{Item, TableLike, Value};
 
 use super::error::Problems;
-use super::schema::{OneOrMany, Spanned, StrOrInt};
+use super::schema::{OneOrMany, OrderedMap, Spanned, StrOrInt};
+
+/// One section of the file, written once: the raw struct (every field optional, spanned),
+/// `KEYS` (for "unknown key ... valid: ..."), and `walk`, which reads a table into the
+/// struct, recording every unknown key and mistyped value.
+///
+/// Each field is `name: reader` or `name: reader(argument)`, optionally `name as "key"`
+/// when the TOML key is not a Rust identifier. The reader is a [`Walker`] method that
+/// reads one value (its type is the field's, see [`raw_type!`]), or one of the nested
+/// forms `table(T)`, `tables(T)` (arrays of tables), `list(T)` (an array of tables that
+/// may be absent, as `[[server]]`), `named(T)` (a table of named tables, as
+/// `[upstream.NAME]`), where `T` is another section.
+macro_rules! section {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $(
+                $(#[$fmeta:meta])*
+                $field:ident $(as $key:literal)? : $reader:ident $(($($arg:tt)*))?
+            ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default)]
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: $crate::config::walk::raw_type!($reader $($($arg)*)?), )*
+        }
+
+        impl $name {
+            /// Every key of this section, in the schema's order.
+            pub const KEYS: &'static [&'static str] =
+                &[$($crate::config::walk::key_name!($field $($key)?)),*];
+
+            /// Reads table `t` (spanning `span`, at key path `path`).
+            pub(crate) fn walk(
+                w: &mut $crate::config::walk::Walker<'_>,
+                t: &dyn toml_edit::TableLike,
+                span: &std::ops::Range<usize>,
+                path: &str,
+            ) -> Self {
+                let mut out = Self::default();
+                for e in $crate::config::walk::entries(t, span) {
+                    let p = $crate::config::walk::join(path, e.name);
+                    $(
+                        if e.name == $crate::config::walk::key_name!($field $($key)?) {
+                            out.$field =
+                                $crate::config::walk::read_value!(w, e, p, $reader $($($arg)*)?);
+                            continue;
+                        }
+                    )*
+                    w.unknown(&e, path, Self::KEYS);
+                }
+                out
+            }
+        }
+    };
+}
+
+/// The TOML key of a field: its name, or the `as "key"` given.
+macro_rules! key_name {
+    ($field:ident) => {
+        stringify!($field)
+    };
+    ($field:ident $key:literal) => {
+        $key
+    };
+}
+
+/// The raw type each reader yields.
+macro_rules! raw_type {
+    (string) => { Option<$crate::config::schema::Spanned<String>> };
+    (duration) => {
+        Option<$crate::config::schema::Spanned<$crate::config::schema::StrOrInt>>
+    };
+    (boolean) => { Option<$crate::config::schema::Spanned<bool>> };
+    (integer) => { Option<$crate::config::schema::Spanned<i64>> };
+    (float) => { Option<$crate::config::schema::Spanned<f64>> };
+    (str_or_int $expected:literal) => {
+        Option<$crate::config::schema::Spanned<$crate::config::schema::StrOrInt>>
+    };
+    (strings) => {
+        Option<$crate::config::schema::Spanned<Vec<$crate::config::schema::Spanned<String>>>>
+    };
+    (one_or_many) => {
+        Option<$crate::config::schema::Spanned<$crate::config::schema::OneOrMany>>
+    };
+    (string_map) => {
+        Option<$crate::config::schema::Spanned<$crate::config::schema::OrderedMap<
+            $crate::config::schema::Spanned<String>,
+            $crate::config::schema::Spanned<String>,
+        >>>
+    };
+    (table $t:ty) => { Option<$crate::config::schema::Spanned<$t>> };
+    (tables $t:ty) => {
+        Option<$crate::config::schema::Spanned<Vec<$crate::config::schema::Spanned<$t>>>>
+    };
+    (list $t:ty) => { Vec<$crate::config::schema::Spanned<$t>> };
+    (named $t:ty) => {
+        $crate::config::schema::OrderedMap<
+            $crate::config::schema::Spanned<String>,
+            $crate::config::schema::Spanned<$t>,
+        >
+    };
+}
+
+/// Reads entry `e` (at key path `p`) with walker `w`.
+macro_rules! read_value {
+    ($w:ident, $e:ident, $p:ident, table $t:ty) => {
+        $w.table(&$e, &$p, <$t>::walk)
+    };
+    ($w:ident, $e:ident, $p:ident, tables $t:ty) => {
+        $w.tables(&$e, &$p, <$t>::walk)
+    };
+    ($w:ident, $e:ident, $p:ident, list $t:ty) => {
+        $w.tables(&$e, &$p, <$t>::walk)
+            .map($crate::config::schema::Spanned::into_inner)
+            .unwrap_or_default()
+    };
+    ($w:ident, $e:ident, $p:ident, named $t:ty) => {
+        $w.named(&$e, &$p, <$t>::walk)
+    };
+    ($w:ident, $e:ident, $p:ident, $reader:ident $($arg:literal)?) => {
+        $w.$reader(&$e, &$p $(, $arg)?)
+    };
+}
+
+pub(crate) use {key_name, raw_type, read_value, section};
 
 pub(crate) struct Walker<'p> {
     pub problems: &'p mut Problems,
@@ -95,7 +222,7 @@ pub(crate) fn did_you_mean<'a>(word: &str, valid: &[&'a str]) -> Option<&'a str>
     let word_lower = word.to_ascii_lowercase();
     valid
         .iter()
-        .map(|v| (distance(&word_lower, v), *v))
+        .map(|v| (distance(&word_lower, &v.to_ascii_lowercase()), *v))
         .filter(|(d, v)| *d <= 2.max(v.len() / 3) && *d < v.len())
         .min_by_key(|(d, _)| *d)
         .map(|(_, v)| v)
@@ -115,7 +242,7 @@ impl Walker<'_> {
         self.problems.push(
             e.key_span.clone(),
             join(path, e.name),
-            format!("unknown key `{}`; {}", e.name, choices(e.name, valid)),
+            super::hints::unknown_key(e.name, valid),
         );
     }
 
@@ -159,12 +286,13 @@ impl Walker<'_> {
         self.scalar(e, path, "a string", |v| v.as_str().map(str::to_owned))
     }
 
-    pub fn duration(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<String>> {
-        self.scalar(
+    /// A duration: a string with units (`"2s"`, `"1m30s"`) or a number of seconds, as an
+    /// integer or a string (nginx's rule: `2` and `"2"` are both two seconds).
+    pub fn duration(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<StrOrInt>> {
+        self.str_or_int(
             e,
             path,
-            "a duration string such as \"2s\" or \"500ms\"",
-            |v| v.as_str().map(str::to_owned),
+            "a duration such as \"2s\", \"500ms\", \"1m30s\" or a number of seconds",
         )
     }
 
@@ -248,6 +376,46 @@ impl Walker<'_> {
                 None
             }
         }
+    }
+
+    /// A table of strings kept in file order (`proxy_set_header`).
+    pub fn string_map(
+        &mut self,
+        e: &Entry<'_>,
+        path: &str,
+    ) -> Option<Spanned<OrderedMap<Spanned<String>, Spanned<String>>>> {
+        self.table(e, path, |w, t, span, path| {
+            let mut m = OrderedMap::default();
+            for e in entries(t, span) {
+                let p = join(path, e.name);
+                if let Some(v) = w.string(&e, &p) {
+                    m.0.push((Spanned::new(e.key_span.clone(), e.name.to_owned()), v));
+                }
+            }
+            m
+        })
+    }
+
+    /// A table of tables by name (`[upstream.NAME]`), in file order; absent or of the wrong
+    /// type: empty (the type error is recorded).
+    pub fn named<T>(
+        &mut self,
+        e: &Entry<'_>,
+        path: &str,
+        mut read: impl FnMut(&mut Self, &dyn TableLike, &Range<usize>, &str) -> T,
+    ) -> OrderedMap<Spanned<String>, Spanned<T>> {
+        self.table(e, path, |w, t, span, path| {
+            let mut m = OrderedMap::default();
+            for e in entries(t, span) {
+                let p = join(path, e.name);
+                if let Some(v) = w.table(&e, &p, &mut read) {
+                    m.0.push((Spanned::new(e.key_span.clone(), e.name.to_owned()), v));
+                }
+            }
+            m
+        })
+        .map(Spanned::into_inner)
+        .unwrap_or_default()
     }
 
     /// An array of tables, written `[[x]]` or `x = [{ ... }, { ... }]`.

@@ -10,7 +10,9 @@
 
 use std::fmt::Debug;
 
-use crate::config::{Config, IoMode, Location, ServerName, UpstreamCfg, VirtualServer};
+use crate::config::{
+    Config, FilesDir, Handler, IoMode, Location, ProxyLoc, ServerName, UpstreamCfg, VirtualServer,
+};
 
 /// One difference between two configurations.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -364,29 +366,40 @@ fn block_label(vs: &VirtualServer) -> String {
     label.join(" ")
 }
 
-/// Every location of `cfg`: (block label, location, its upstream's name).
-fn all_locations(cfg: &Config) -> Vec<(String, &Location, &str)> {
+/// What answers in a location, as the log names it: `proxy_pass NAME`, `root DIR`,
+/// `alias DIR`, `return STATUS`.
+fn handler_label(cfg: &Config, l: &Location) -> String {
+    match &l.handler {
+        Handler::Proxy(p) => {
+            let up = cfg
+                .upstreams
+                .get(p.upstream)
+                .map_or("?", |u| u.name.as_str());
+            format!("proxy_pass {up}")
+        }
+        Handler::Files(f) => match &f.dir {
+            FilesDir::Root(d) => format!("root {}", d.display()),
+            FilesDir::Alias(d) => format!("alias {}", d.display()),
+        },
+        Handler::Return(r) => format!("return {}", r.status),
+    }
+}
+
+/// Every location of `cfg`: (block label, location).
+fn all_locations(cfg: &Config) -> Vec<(String, &Location)> {
     cfg.servers
         .iter()
         .flat_map(|vs| {
             let block = block_label(vs);
             vs.locations.iter().map(move |l| (block.clone(), l))
         })
-        .map(|(block, l)| {
-            let up = cfg
-                .upstreams
-                .get(l.upstream)
-                .map_or("?", |u| u.name.as_str());
-            (block, l, up)
-        })
         .collect()
 }
 
 fn locations(old: &Config, new: &Config, out: &mut Vec<Change>) {
     let (o, n) = (all_locations(old), all_locations(new));
-    let same = |a: &(String, &Location, &str), b: &(String, &Location, &str)| {
-        a.0 == b.0 && a.1.path == b.1.path
-    };
+    let same =
+        |a: &(String, &Location), b: &(String, &Location)| a.0 == b.0 && a.1.path == b.1.path;
     for x in o.iter().filter(|x| !n.iter().any(|y| same(x, y))) {
         out.push(Change::LocationRemoved {
             block: x.0.clone(),
@@ -410,15 +423,38 @@ fn locations(old: &Config, new: &Config, out: &mut Vec<Change>) {
                 to,
             })
         };
-        if x.2 != y.2 {
-            param("proxy_pass", x.2.to_string(), y.2.to_string());
+        let (hx, hy) = (handler_label(old, x.1), handler_label(new, y.1));
+        if hx != hy {
+            param("handler", hx, hy);
+            continue;
         }
-        if x.1.set_headers != y.1.set_headers {
-            let names = |l: &Location| {
-                let n: Vec<&str> = l.set_headers.iter().map(|h| h.name.as_str()).collect();
-                n.join(",")
-            };
-            param("proxy_set_header", names(x.1), names(y.1));
+        params!(x.1, y.1, [max_body_bytes], &mut param);
+        match (&x.1.handler, &y.1.handler) {
+            (Handler::Proxy(a), Handler::Proxy(b)) => {
+                if a.set_headers != b.set_headers {
+                    let names = |p: &ProxyLoc| {
+                        let n: Vec<&str> = p.set_headers.iter().map(|h| h.name.as_str()).collect();
+                        n.join(",")
+                    };
+                    param("proxy_set_header", names(a), names(b));
+                }
+                params!(
+                    a,
+                    b,
+                    [
+                        request_buffering,
+                        buffering,
+                        buffers,
+                        max_temp_file_size,
+                        read_timeout,
+                        upgrade
+                    ],
+                    &mut param
+                );
+            }
+            (Handler::Files(a), Handler::Files(b)) => params!(a, b, [index, expires], &mut param),
+            (Handler::Return(a), Handler::Return(b)) => params!(a, b, [location, body], &mut param),
+            _ => {}
         }
     }
 }
@@ -437,32 +473,15 @@ mod tests {
         u
     }
 
-    fn block(listen: &[u16], names: &[&str], locations: &[(&str, usize)]) -> VirtualServer {
-        VirtualServer {
-            listen: listen
-                .iter()
-                .map(|p| format!("127.0.0.1:{p}").parse().unwrap())
-                .collect(),
-            server_names: names
-                .iter()
-                .map(|n| ServerName::Exact(n.to_string()))
-                .collect(),
-            client_header_timeout: Duration::from_secs(10),
-            client_body_timeout: Duration::from_secs(60),
-            keepalive_timeout: Duration::from_secs(75),
-            keepalive_requests: 1000,
-            max_header_bytes: 16384,
-            max_body_bytes: 0,
-            access_log: None,
-            locations: locations
-                .iter()
-                .map(|(path, upstream)| Location {
-                    path: path.to_string(),
-                    upstream: *upstream,
-                    set_headers: Vec::new(),
-                })
-                .collect(),
-        }
+    /// A configuration from TOML text: upstreams `a` and `b`, and `servers` (the
+    /// `[[server]]` tables).
+    fn parsed(servers: &str) -> Config {
+        let text = format!(
+            "{servers}\n[upstream.a]\nservers = [ {{ addr = \"127.0.0.1:1\" }} ]\n\
+             [upstream.b]\nservers = [ {{ addr = \"127.0.0.1:2\" }} ]\n"
+        );
+        crate::config::parse(&text, std::path::Path::new("test.toml"))
+            .unwrap_or_else(|e| panic!("{e:?}"))
     }
 
     #[test]
@@ -552,16 +571,37 @@ mod tests {
 
     #[test]
     fn listeners_and_locations() {
-        let mut old = config(vec![
-            named("a", Balance::RoundRobin, vec![server(1, 1)]),
-            named("b", Balance::RoundRobin, vec![server(2, 1)]),
-        ]);
-        old.servers = vec![block(&[80], &[], &[("/", 0), ("/api", 0)])];
-        let mut new = old.clone();
-        new.servers = vec![
-            block(&[80], &[], &[("/", 1), ("/static", 0)]),
-            block(&[81], &["example.com"], &[("/", 0)]),
-        ];
+        let old = parsed(
+            r#"
+[[server]]
+listen = ["127.0.0.1:80"]
+  [[server.location]]
+  path = "/"
+  proxy_pass = "a"
+  [[server.location]]
+  path = "/api"
+  proxy_pass = "a"
+"#,
+        );
+        let new = parsed(
+            r#"
+[[server]]
+listen = ["127.0.0.1:80"]
+  [[server.location]]
+  path = "/"
+  proxy_pass = "b"
+  proxy_set_header = { "X-Real-IP" = "$remote_addr" }
+  [[server.location]]
+  path = "/static/"
+  return = { status = 404, body = "no" }
+[[server]]
+listen = ["127.0.0.1:81"]
+server_name = ["example.com"]
+  [[server.location]]
+  path = "/"
+  proxy_pass = "a"
+"#,
+        );
         let b80 = || "127.0.0.1:80 _".to_string();
         assert_eq!(
             diff(&old, &new),
@@ -573,16 +613,17 @@ mod tests {
                     block: b80(),
                     path: "/api".into()
                 },
+                // (Locations are kept longest path first.)
+                Change::LocationAdded {
+                    block: b80(),
+                    path: "/static/".into()
+                },
                 Change::LocationParam {
                     block: b80(),
                     path: "/".into(),
-                    param: "proxy_pass",
-                    from: "a".into(),
-                    to: "b".into()
-                },
-                Change::LocationAdded {
-                    block: b80(),
-                    path: "/static".into()
+                    param: "handler",
+                    from: "proxy_pass a".into(),
+                    to: "proxy_pass b".into()
                 },
                 Change::LocationAdded {
                     block: "127.0.0.1:81 example.com".into(),
@@ -596,6 +637,23 @@ mod tests {
                 listen: "127.0.0.1:81".into()
             }
         );
+        // The same handler with other options.
+        let mut headers = new.clone();
+        headers.servers[0].locations.retain(|l| l.path == "/");
+        let mut plain = headers.clone();
+        if let Handler::Proxy(p) = &mut plain.servers[0].locations[0].handler {
+            p.set_headers.clear();
+            p.buffering = !p.buffering;
+        }
+        let changes = diff(&headers, &plain);
+        let params: Vec<&str> = changes
+            .iter()
+            .map(|c| match c {
+                Change::LocationParam { param, .. } => *param,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(params, ["proxy_set_header", "buffering"]);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::diff::{self, Change};
-use crate::config::Config;
+use crate::config::{Config, ServerAddr};
 use crate::proxy::route::Routes;
 use crate::upstream::snapshot::Snapshot;
 use crate::upstream::state::Registry;
@@ -107,11 +107,15 @@ impl Generations {
         }
         let number = old.generation() + 1;
         let published = Published::build(Arc::new(next), &self.registry, number);
-        let keep: Vec<(String, std::net::SocketAddr)> = published
+        let keep: Vec<(String, ServerAddr)> = published
             .snapshot
             .upstreams
             .iter()
-            .flat_map(|u| u.peers.iter().map(|p| (u.cfg.name.clone(), p.cfg.addr)))
+            .flat_map(|u| {
+                u.peers
+                    .iter()
+                    .map(|p| (u.cfg.name.clone(), p.cfg.addr.clone()))
+            })
             .collect();
         self.publish(published);
         // Servers that left start fresh if they come back.

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::driver::IoKind;
+use super::notify;
 use crate::config::{self, Config, ConfigError};
 use crate::control::generation::{Generations, Published};
 use crate::metrics::WorkerStats;
@@ -75,6 +76,8 @@ impl Process {
 
     /// Begins a graceful stop of every worker.
     pub fn stop(&self) {
-        self.stopping.store(true, Ordering::Release);
+        if !self.stopping.swap(true, Ordering::AcqRel) {
+            notify::stopping();
+        }
     }
 }

@@ -12,7 +12,7 @@ use crate::upstream::state::Registry;
 /// `127.0.0.1:port` with nginx's defaults.
 pub fn server(port: u16, weight: u32) -> ServerCfg {
     ServerCfg {
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        addr: ServerAddr::Inet(format!("127.0.0.1:{port}").parse().unwrap()),
         name: format!("127.0.0.1:{port}"),
         weight,
         max_fails: 1,
@@ -68,6 +68,8 @@ pub fn config(upstreams: Vec<UpstreamCfg>) -> Config {
             shutdown_timeout: Duration::from_secs(1),
             io: IoMode::Auto,
             max_connections: 65536,
+            temp_path: PathBuf::from("/tmp/ringlb"),
+            pid_file: None,
         },
         admin: None,
         servers: Vec::new(),

@@ -81,12 +81,13 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
+    use crate::config::ServerAddr;
     use crate::upstream::bench_support::server;
 
     fn named(name: &str, weight: u32) -> ServerCfg {
         let mut s = server(1, weight);
         s.name = name.to_string();
-        s.addr = name.parse().unwrap_or(s.addr);
+        s.addr = name.parse().map(ServerAddr::Inet).unwrap_or(s.addr);
         s
     }
 

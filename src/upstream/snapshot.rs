@@ -68,7 +68,7 @@ impl Upstream {
             .iter()
             .map(|s| Peer {
                 cfg: s.clone(),
-                state: registry.peer(&cfg.name, s.addr),
+                state: registry.peer(&cfg.name, &s.addr),
             })
             .collect();
         let tables = Tables::build(cfg);

@@ -21,13 +21,12 @@
 //! ([`PeerState::end_ejection`]): it moves `checked` back so the next pick is the trial.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam::utils::CachePadded;
 
-use crate::config::ServerCfg;
+use crate::config::{ServerAddr, ServerCfg};
 use crate::metrics::PeerCounters;
 use crate::upstream::clock::now_ms;
 
@@ -243,7 +242,7 @@ pub struct Registry {
 
 #[derive(Debug, Default)]
 struct RegistryInner {
-    by_key: HashMap<(String, SocketAddr), Arc<PeerState>>,
+    by_key: HashMap<(String, ServerAddr), Arc<PeerState>>,
     next_id: u32,
 }
 
@@ -261,9 +260,9 @@ impl Registry {
     }
 
     /// The state for `addr` in upstream `upstream`, created if new.
-    pub fn peer(&self, upstream: &str, addr: SocketAddr) -> Arc<PeerState> {
+    pub fn peer(&self, upstream: &str, addr: &ServerAddr) -> Arc<PeerState> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = inner.by_key.get(&(upstream.to_string(), addr)) {
+        if let Some(s) = inner.by_key.get(&(upstream.to_string(), addr.clone())) {
             return s.clone();
         }
         let id = inner.next_id;
@@ -272,13 +271,13 @@ impl Registry {
         state.up_since_ms.store(now_ms(), Ordering::Relaxed);
         inner
             .by_key
-            .insert((upstream.to_string(), addr), state.clone());
+            .insert((upstream.to_string(), addr.clone()), state.clone());
         state
     }
 
     /// Forgets servers that are not in `keep` (after a reload removed them), so a server
     /// added back later starts fresh.
-    pub fn retain(&self, keep: &dyn Fn(&str, &SocketAddr) -> bool) {
+    pub fn retain(&self, keep: &dyn Fn(&str, &ServerAddr) -> bool) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.by_key.retain(|(u, a), _| keep(u, a));
     }

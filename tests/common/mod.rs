@@ -1,5 +1,6 @@
 //! Test support: real backends on loopback, the real `ringlb` binary, and a small HTTP
-//! client over raw sockets. Every test starts its own of each on ephemeral ports.
+//! client over raw sockets. Every test starts its own of each on loopback ports reserved
+//! for it ([`free_port`]).
 #![allow(dead_code)]
 
 pub mod backend;
@@ -7,8 +8,9 @@ pub mod client;
 pub mod load;
 pub mod proxy;
 
-pub use backend::{Backend, Behavior};
 // Not every test file uses every helper.
+#[allow(unused_imports)]
+pub use backend::{Backend, Behavior};
 #[allow(unused_imports)]
 pub use client::{get, request};
 pub use proxy::Proxy;
@@ -19,11 +21,11 @@ pub use proxy::Proxy;
 ///
 /// Binding port 0 and releasing it races: the kernel may hand the same port to the next
 /// `bind(0)` (a backend of another test) or to an outgoing connection before ringlb binds
-/// it, and with SO_REUSEPORT a second ringlb on the same port does not even fail, it shares
-/// the port silently. So ports come from below the kernel's ephemeral range (which `bind(0)`
-/// and `connect()` never use), and each is reserved with an exclusive lock on a file named
-/// after it, held until this test process exits: test processes running side by side never
-/// pick the same port.
+/// it, or another test process may pick it too (ringlb then refuses to start: "already in
+/// use"). So ports come from below the kernel's ephemeral range (which `bind(0)` and
+/// `connect()` never use), and each is reserved with an exclusive lock on a file named after
+/// it, held until this test process exits: test processes running side by side never pick
+/// the same port.
 pub fn free_port() -> u16 {
     ports::reserve()
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpStream, UnixStream};
 
-use crate::config::{HealthCheckCfg, ServerCfg};
+use crate::config::{HealthCheckCfg, ServerAddr, ServerCfg};
 
 /// Largest status line read from a health check response.
 const MAX_STATUS_LINE: usize = 1024;
@@ -25,7 +25,10 @@ pub enum Target {
 
 impl Target {
     pub fn of(server: &ServerCfg) -> Target {
-        Target::Tcp(server.addr)
+        match &server.addr {
+            ServerAddr::Inet(addr) => Target::Tcp(*addr),
+            ServerAddr::Unix(path) => Target::Unix(path.clone()),
+        }
     }
 }
 
