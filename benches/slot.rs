@@ -30,13 +30,17 @@ mod slot;
 /// Requests in flight in the burst pattern.
 const BURST: usize = 64;
 
-/// Future state of `N` bytes with the forwarding future's alignment (128: it holds
-/// cache-padded fields).
+/// The forwarding future's alignment (128: it holds cache-padded fields).
 #[repr(align(128))]
-struct State<const N: usize>([MaybeUninit<u8>; N]);
+struct Padded;
 
-/// The same with the allocator's natural alignment, to show what the alignment costs.
-struct Plain<const N: usize>([MaybeUninit<u8>; N]);
+/// Future state of `N` bytes aligned as `A`: `Padded`, or `u128` for the allocator's
+/// natural alignment (to show what the alignment costs).
+#[repr(C)]
+struct State<A, const N: usize> {
+    _align: [A; 0],
+    bytes: [MaybeUninit<u8>; N],
+}
 
 /// Pending once, then ready: a request waits at least once.
 struct YieldOnce(bool);
@@ -54,23 +58,16 @@ impl Future for YieldOnce {
 }
 
 /// A request's future: `N` bytes of state held across an await, one byte of it written.
-async fn request<const N: usize>(seed: u8) -> u8 {
-    let mut state = State::<N>([const { MaybeUninit::uninit() }; N]);
-    state.0[0].write(seed);
+async fn request<A, const N: usize>(seed: u8) -> u8 {
+    let mut state = State::<A, N> {
+        _align: [],
+        bytes: [const { MaybeUninit::uninit() }; N],
+    };
+    state.bytes[0].write(seed);
     YieldOnce(false).await;
     black_box(&mut state);
     // SAFETY: byte 0 was written above.
-    unsafe { state.0[0].assume_init() }
-}
-
-/// `request` with a 16-byte aligned state.
-async fn plain_request<const N: usize>(seed: u8) -> u8 {
-    let mut state = Plain::<N>([const { MaybeUninit::uninit() }; N]);
-    state.0[0].write(seed);
-    YieldOnce(false).await;
-    black_box(&mut state);
-    // SAFETY: byte 0 was written above.
-    unsafe { state.0[0].assume_init() }
+    unsafe { state.bytes[0].assume_init() }
 }
 
 fn poll<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
@@ -86,37 +83,23 @@ fn finish<F: Future + ?Sized>(mut f: Pin<&mut F>) -> F::Output {
     }
 }
 
-fn sequential<const N: usize>(c: &mut Criterion) {
-    let mut g = c.benchmark_group("sequential");
+/// One request at a time, each future made by `make` (`N` bytes).
+fn sequential<Fut: Future<Output = u8>, const N: usize>(
+    c: &mut Criterion,
+    group: &str,
+    make: impl Fn(u8) -> Fut + Copy,
+) {
+    let mut g = c.benchmark_group(group);
     g.bench_with_input(BenchmarkId::new("boxed", N), &N, |b, _| {
         b.iter(|| {
-            let mut f = Box::pin(request::<N>(black_box(7)));
+            let mut f = Box::pin(make(black_box(7)));
             finish(f.as_mut())
         })
     });
     let slots = slot::Slots::default();
     g.bench_with_input(BenchmarkId::new("free_list", N), &N, |b, _| {
         b.iter(|| {
-            let f = slot::run_in(&slots, || request::<N>(black_box(7)));
-            finish(std::pin::pin!(f))
-        })
-    });
-    g.finish();
-}
-
-/// `sequential` with 16-byte aligned futures: `malloc` instead of `posix_memalign`.
-fn sequential_plain<const N: usize>(c: &mut Criterion) {
-    let mut g = c.benchmark_group("sequential_align16");
-    g.bench_with_input(BenchmarkId::new("boxed", N), &N, |b, _| {
-        b.iter(|| {
-            let mut f = Box::pin(plain_request::<N>(black_box(7)));
-            finish(f.as_mut())
-        })
-    });
-    let slots = slot::Slots::default();
-    g.bench_with_input(BenchmarkId::new("free_list", N), &N, |b, _| {
-        b.iter(|| {
-            let f = slot::run_in(&slots, || plain_request::<N>(black_box(7)));
+            let f = slot::run_in(&slots, || make(black_box(7)));
             finish(std::pin::pin!(f))
         })
     });
@@ -126,7 +109,7 @@ fn sequential_plain<const N: usize>(c: &mut Criterion) {
 fn burst<const N: usize>(c: &mut Criterion) {
     let mut g = c.benchmark_group("burst64");
     g.bench_with_input(BenchmarkId::new("boxed", N), &N, |b, _| {
-        let mk = |i: usize| Box::pin(request::<N>(i as u8));
+        let mk = |i: usize| Box::pin(request::<Padded, N>(i as u8));
         let mut inflight = Vec::with_capacity(BURST);
         inflight.push(mk(0));
         inflight.clear();
@@ -147,7 +130,7 @@ fn burst<const N: usize>(c: &mut Criterion) {
     g.bench_with_input(BenchmarkId::new("free_list", N), &N, |b, _| {
         // The `run_in` futures themselves are a few words each and live where the task's
         // state lives (here a vector allocated once), so only the blocks differ.
-        let mk = |i: usize| slot::run_in(&slots, move || request::<N>(i as u8));
+        let mk = |i: usize| slot::run_in(&slots, move || request::<Padded, N>(i as u8));
         let mut inflight = Vec::with_capacity(BURST);
         inflight.push(mk(0));
         inflight.clear();
@@ -172,10 +155,10 @@ fn burst<const N: usize>(c: &mut Criterion) {
 }
 
 fn all(c: &mut Criterion) {
-    sequential::<1024>(c);
-    sequential::<3968>(c);
-    sequential::<16384>(c);
-    sequential_plain::<3968>(c);
+    sequential::<_, 1024>(c, "sequential", request::<Padded, 1024>);
+    sequential::<_, 3968>(c, "sequential", request::<Padded, 3968>);
+    sequential::<_, 16384>(c, "sequential", request::<Padded, 16384>);
+    sequential::<_, 3968>(c, "sequential_align16", request::<u128, 3968>);
     burst::<3968>(c);
 }
 
