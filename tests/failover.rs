@@ -524,3 +524,57 @@ fn without_health_check_a_connect_probe_ends_a_passive_ejection() {
         1
     );
 }
+
+/// A unix-socket HTTP server that answers every request (one per connection) with the
+/// status in `status`.
+fn unix_server(path: &std::path::Path, status: Arc<std::sync::atomic::AtomicU16>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let status = status.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(&conn);
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let code = status.load(Ordering::SeqCst);
+                let _ = (&conn).write_all(
+                    format!(
+                        "HTTP/1.1 {code} X\r\nContent-Length: 1\r\nX-Backend: u\r\n\
+                         Connection: close\r\n\r\nu"
+                    )
+                    .as_bytes(),
+                );
+            });
+        }
+    });
+}
+
+#[test]
+fn a_unix_socket_server_is_health_checked() {
+    let a = Backend::start("a");
+    let dir = common::proxy::temp_dir();
+    let sock = dir.join("app.sock");
+    let status = Arc::new(std::sync::atomic::AtomicU16::new(503));
+    unix_server(&sock, status.clone());
+    let port = free_port();
+    let name = format!("unix:{}", sock.display());
+    let cfg = config(port, &[&a], &[], "", true).replace(
+        &server(a.addr, ""),
+        &format!("{},\n  {{ addr = \"{name}\" }}", server(a.addr, "")),
+    );
+    let proxy = Proxy::start(&cfg, format!("127.0.0.1:{port}").parse().unwrap());
+    let down = [
+        ("server", name.as_str()),
+        ("state", "down"),
+        ("reason", "status 503"),
+    ];
+    assert!(proxy.wait_event("", &down, PATIENCE), "{}", proxy.log());
+    status.store(200, Ordering::SeqCst);
+    let up = [("server", name.as_str()), ("state", "up")];
+    assert!(proxy.wait_event("", &up, PATIENCE), "{}", proxy.log());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -32,6 +32,16 @@ impl Target {
     }
 }
 
+/// The Host a check sends to `server`: its name as written, or `localhost` for a unix
+/// socket (nginx's `$proxy_host` for `unix:` servers; `unix:/path` is no host name, and
+/// frameworks that check Host, as Django's ALLOWED_HOSTS, would answer it 400).
+pub fn check_host(server: &ServerCfg) -> String {
+    match server.addr {
+        ServerAddr::Inet(_) => server.name.clone(),
+        ServerAddr::Unix(_) => "localhost".into(),
+    }
+}
+
 /// Why a check failed; the text is what the log says.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckError {
@@ -174,6 +184,16 @@ mod tests {
         assert_eq!(parse_status_line(b"HTTP/1.1 20 OK"), None);
         assert_eq!(parse_status_line(b"HTTP/2 200"), None);
         assert_eq!(parse_status_line(b"garbage"), None);
+    }
+
+    #[test]
+    fn unix_servers_are_checked_as_localhost() {
+        let mut s = crate::upstream::bench_support::server(8001, 1);
+        assert_eq!(check_host(&s), "127.0.0.1:8001");
+        s.addr = ServerAddr::Unix("/run/app.sock".into());
+        s.name = "unix:/run/app.sock".into();
+        assert_eq!(check_host(&s), "localhost");
+        assert_eq!(Target::of(&s), Target::Unix("/run/app.sock".into()));
     }
 
     #[test]

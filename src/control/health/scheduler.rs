@@ -233,7 +233,7 @@ fn visit(
 
 fn start_check(id: u32, peer: &Peer, hc: &HealthCheckCfg, results: &Results) {
     let (results, hc) = (results.clone(), hc.clone());
-    let (target, host) = (Target::of(&peer.cfg), peer.cfg.name.clone());
+    let (target, host) = (Target::of(&peer.cfg), probe::check_host(&peer.cfg));
     monoio::spawn(async move {
         let r = probe::http_check(&target, &host, &hc).await;
         results.borrow_mut().push((id, ProbeResult::Check(r)));
