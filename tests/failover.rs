@@ -519,9 +519,12 @@ fn without_health_check_a_connect_probe_ends_a_passive_ejection() {
         seen.ok
     );
     assert_no_failures(&seen, &proxy);
-    assert_eq!(
-        proxy.events("connect probe ended the ejection", &[("server", &server)]),
-        1
+    // At least once: a trial that fails (a request that was on its way when the server
+    // died, say) puts the server out again, and the probe ends that ejection too.
+    assert!(
+        proxy.events("connect probe ended the ejection", &[("server", &server)]) >= 1,
+        "{}",
+        proxy.log()
     );
 }
 
