@@ -22,10 +22,11 @@ pub(super) use queue::WaitQueues;
 
 use super::conn::Conn;
 use super::io::ClientIo;
-use super::route::{self, Published};
+use super::route;
 use super::spool::BufferedBody;
 use super::ProxyCtx;
 use crate::config::{Handler, VirtualServer};
+use crate::control::generation::Published;
 use crate::http::request::{RequestBody, RequestHead};
 use crate::http::response::ResponseHead;
 use crate::http::template::Vars;
