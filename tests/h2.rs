@@ -1311,3 +1311,83 @@ fn flow_control_holds_a_large_response_to_the_client_window() {
     }
     assert_eq!(total, 1 << 20);
 }
+
+/// A dedicated ringlb (its reload and stop must not disturb the other tests' connections).
+fn own_binary() -> (common::Proxy, common::Backend, Arc<rustls::ClientConfig>) {
+    let dir = temp_dir();
+    let cert = make_cert(&dir, &["h2.test"], None);
+    let backend = common::Backend::start("drain");
+    let port = common::free_port();
+    let config = format!(
+        r#"[runtime]
+workers = 1
+shutdown_timeout = "5s"
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+tls_certificate = "{cert}"
+tls_certificate_key = "{key}"
+
+  [[server.location]]
+  path = "/"
+  proxy_pass = "app"
+
+[upstream.app]
+servers = [ {{ addr = "{backend}" }} ]
+"#,
+        cert = cert.cert.display(),
+        key = cert.key.display(),
+        backend = backend.addr,
+    );
+    let proxy = common::Proxy::start(&config, format!("127.0.0.1:{port}").parse().unwrap());
+    (proxy, backend, client_config(&[&cert], &[b"h2"]))
+}
+
+/// Reads until a GOAWAY; its code and last stream id (response heads read on the way keep
+/// the HPACK table in step).
+fn goaway(c: &mut Conn) -> (u32, u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let f = c.next(deadline).expect("a GOAWAY");
+        if f.kind == GOAWAY {
+            let last = u32::from_be_bytes(f.payload[..4].try_into().unwrap()) & 0x7fff_ffff;
+            return (f.code(), last);
+        }
+        if f.kind == HEADERS {
+            c.status(&f);
+        }
+    }
+}
+
+#[test]
+fn reload_and_stop_send_goaway_and_let_streams_in_flight_finish() {
+    let (mut proxy, backend, cfg) = own_binary();
+    // Reload: GOAWAY NO_ERROR (`h2` shuts down in two steps as RFC 9113 6.8 suggests: first
+    // naming the highest possible stream, then, after a PING round trip, the last one it
+    // took), and the stream in flight still gets its response.
+    let mut c = Conn::open(proxy.addr, &cfg);
+    c.get(1, "/slow?ms=600");
+    wait_for("the request at the backend", || backend.requests() >= 1);
+    proxy.signal(libc::SIGHUP);
+    assert_eq!(goaway(&mut c).0, NO_ERROR);
+    assert_eq!(
+        c.response(1).map(|r| r.0),
+        Some(200),
+        "the stream in flight was not finished"
+    );
+    // A new connection is served as usual after the reload.
+    let mut fresh = Conn::open(proxy.addr, &cfg);
+    fresh.get(1, "/");
+    assert_eq!(fresh.response(1).map(|r| r.0), Some(200));
+    // Graceful stop: the same, then the process exits 0.
+    fresh.get(3, "/slow?ms=600");
+    wait_for("the second slow request", || backend.requests() >= 3);
+    proxy.signal(libc::SIGTERM);
+    assert_eq!(goaway(&mut fresh).0, NO_ERROR);
+    assert_eq!(
+        fresh.response(3).map(|r| r.0),
+        Some(200),
+        "the stream in flight was not finished at stop"
+    );
+    assert_eq!(proxy.wait_exit(Duration::from_secs(10)), Some(0));
+}
