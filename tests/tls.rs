@@ -882,3 +882,36 @@ servers = [ {{ addr = "{web}" }} ]
         }
     }
 }
+
+#[test]
+fn websocket_upgrade_is_tunnelled_over_tls() {
+    let dir = temp_dir();
+    let cert = make_cert(&dir, &["app.test"], None);
+    let backend = common::Backend::start("ws");
+    let (proxy, _) = ringlb_tls(&cert, &backend, "");
+    let cfg = client_config(&[&cert], &[b"http/1.1"]);
+    let mut c = connect(proxy.addr, &cfg, "app.test");
+    c.write_all(b"GET /ws HTTP/1.1\r\nhost: app.test\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = std::io::Read::read(&mut c, &mut buf).unwrap();
+        assert!(n > 0, "closed before the 101");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&got).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // Both directions of the tunnel at once, many times: the TLS stream is split in two.
+    for i in 0..50 {
+        let msg = format!("message {i} {}", "x".repeat(i * 100));
+        c.write_all(msg.as_bytes()).unwrap();
+        let mut echoed = Vec::new();
+        while echoed.len() < msg.len() {
+            let n = std::io::Read::read(&mut c, &mut buf).unwrap();
+            assert!(n > 0, "tunnel closed");
+            echoed.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(echoed, msg.as_bytes());
+    }
+}
