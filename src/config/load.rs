@@ -49,6 +49,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
     }
 }
 
+/// What the structure of `text` gets wrong: TOML syntax, unknown keys, values of the wrong
+/// type; values are not validated, so no name is resolved and no file opened (for checking
+/// generated files, e.g. in `ringlb import-nginx`'s fuzz target).
+pub fn structure_errors(text: &str, path: &Path) -> Vec<ConfigError> {
+    let mut problems = Problems::default();
+    read_raw(text, &mut problems);
+    problems.into_errors(text, path)
+}
+
 /// Text -> raw structs. `None` only for a TOML syntax error (already in `problems`); type
 /// errors and unknown keys are recorded and the offending value left out.
 pub(crate) fn read_raw(text: &str, problems: &mut Problems) -> Option<RawConfig> {

@@ -12,6 +12,7 @@ pub mod proxy;
 pub use backend::{Backend, Behavior};
 #[allow(unused_imports)]
 pub use client::{get, request};
+#[allow(unused_imports)]
 pub use proxy::Proxy;
 
 /// A free loopback port (bound then released; tests race nobody but themselves).
