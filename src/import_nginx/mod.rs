@@ -5,7 +5,7 @@
 //! - `lexer`: text -> tokens, as nginx cuts them (quotes, escapes, comments).
 //! - `parse`: tokens -> a tree of directives, `include` expanded (globs, nginx's lookup).
 //! - `convert` (main, `events`, `http`, `upstream`, inherited settings) and `server`
-//!   (`server`, `location`): the tree -> a [`plan::Plan`], with nginx's defaults written
+//!   (`server`, `location`): the tree -> a `plan::Plan`, with nginx's defaults written
 //!   out where ringlb's differ (`client_max_body_size 1m`, `real_ip_header X-Real-IP`,
 //!   no HTTP/2 unless turned on).
 //! - `plan`: the plan -> TOML text.
