@@ -12,6 +12,7 @@
 //! - [`control`]: the control thread: health checks, reloads, publishing snapshots.
 //! - [`admin`]: `/metrics`, `/status` and the HTML status page.
 //! - [`metrics`]: per-worker counters and how they are summed.
+//! - [`sys`]: the raw socket system calls made outside monoio (one home for their `unsafe`).
 //! - [`access_log`]: per-worker access log buffers and the thread that writes them.
 //! - [`import_nginx`]: `ringlb import-nginx`: an nginx configuration -> ringlb's TOML.
 
@@ -25,4 +26,5 @@ pub mod metrics;
 pub mod pool;
 pub mod proxy;
 pub mod runtime;
+pub mod sys;
 pub mod upstream;

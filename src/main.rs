@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ringlb::{config, control, runtime};
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -47,7 +48,14 @@ fn main() -> ExitCode {
         eprintln!("{text}");
         return ExitCode::FAILURE;
     }
-    init_logging();
+    let filter = match log_filter(std::env::var("RINGLB_LOG").ok().as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("ringlb: {e}; not started");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(filter);
     let cfg = match config::load(&cli.config) {
         Ok(cfg) => cfg,
         Err(errors) => {
@@ -65,20 +73,29 @@ fn main() -> ExitCode {
     let running = match runtime::start(cfg) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("ringlb: {e}");
+            eprintln!("ringlb: {e}; not started");
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = control::start(running.process.clone()) {
-        eprintln!("ringlb: {e}");
-        running.process.stop();
+    let process = running.process.clone();
+    if let Err(e) = control::start(process.clone()) {
+        eprintln!("ringlb: {e}; not started");
+        process.stop();
         running.wait();
         return ExitCode::FAILURE;
     }
-    running.wait();
+    let io = process.io.get().map_or("?", |k| k.as_str());
+    tracing::info!(workers = process.workers, io, "ringlb started");
+    runtime::notify::ready(&format!(
+        "serving: {} workers on {io}, configuration generation {}",
+        process.workers,
+        process.generation()
+    ));
+    let pid_file = running.wait();
     // The workers flushed their access log buffers as they stopped; see them written.
     ringlb::access_log::finish(std::time::Duration::from_secs(5));
     tracing::info!("stopped");
+    drop(pid_file);
     ExitCode::SUCCESS
 }
 
@@ -111,15 +128,65 @@ fn import_nginx(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Logs go to stderr, one line per event; `RINGLB_LOG` sets the level (default info).
-fn init_logging() {
-    let level = std::env::var("RINGLB_LOG").unwrap_or_else(|_| "info".into());
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("ringlb={level},{level}"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Levels `RINGLB_LOG` takes by name (`off` and `trace` beyond the documented four).
+const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+/// The log filter `RINGLB_LOG` asks for: a level (default info), or a tracing filter with
+/// per-module levels (`ringlb=debug,warn`). Anything else is refused rather than read as
+/// the name of a module to log (which is what a bare word means to a filter).
+fn log_filter(value: Option<&str>) -> Result<EnvFilter, String> {
+    let value = value.map(str::trim).unwrap_or_default();
+    if value.is_empty() {
+        return Ok(EnvFilter::new("info"));
+    }
+    let lower = value.to_ascii_lowercase();
+    if LOG_LEVELS.contains(&lower.as_str()) {
+        return Ok(EnvFilter::new(lower));
+    }
+    let refused = |why: String| {
+        format!(
+            "RINGLB_LOG={value:?} {why}: use error, warn, info or debug (or trace, off), or a \
+             filter with per-module levels such as \"ringlb=debug,warn\""
+        )
+    };
+    if !value.contains('=') {
+        return Err(refused("is not a log level".into()));
+    }
+    EnvFilter::builder()
+        .parse(value)
+        .map_err(|e| refused(format!("is not a valid filter ({e})")))
+}
+
+/// Logs go to stderr, one line per event.
+fn init_logging(filter: EnvFilter) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn log_levels_and_filters() {
+        for ok in [
+            None,
+            Some(""),
+            Some("debug"),
+            Some("WARN"),
+            Some("off"),
+            Some("ringlb=debug,warn"),
+        ] {
+            assert!(log_filter(ok).is_ok(), "{ok:?} refused");
+        }
+        for bad in ["verbose", "ringlb=verbose", "2"] {
+            let e = log_filter(Some(bad)).unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+            assert!(e.contains("error, warn, info or debug"), "{e}");
+        }
+    }
 }

@@ -1,6 +1,11 @@
 //! The admin status page rendered by a real browser (Debian's headless chromium): after its
 //! script has polled `/status`, the DOM lists every upstream and server with its state.
-//! Skips (saying so) where chromium is not installed; CI installs it.
+//!
+//! Where chromium is not installed the test is reported as `ignored (chromium is not
+//! installed ...)` in the summary, not as passed: this file runs under libtest-mimic
+//! (`harness = false` in Cargo.toml), whose tests may decide at run time to be ignored. In CI
+//! (`CI` set, as `.ci/run` and CI services do) a missing browser is a failure instead:
+//! `.ci/run` installs it.
 //!
 //! `RINGLB_SCREENSHOT=PATH` also saves the screenshot there (how docs/admin-page.png is
 //! made: `RINGLB_SCREENSHOT=$PWD/docs/admin-page.png cargo test --test admin_page`).
@@ -16,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{free_port, get, Backend, Proxy};
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 /// How long one chromium run may take before the test gives up on it.
 const BROWSER_LIMIT: Duration = Duration::from_secs(90);
@@ -73,12 +79,35 @@ fn run_browser(bin: &Path, profile: &Path, url: &str, extra: &[&str]) -> String 
     reader.join().unwrap()
 }
 
-#[test]
-fn status_page_shows_every_server_with_its_state_in_a_browser() {
-    let Some(bin) = chromium() else {
-        println!("SKIPPED: chromium is not installed (apt-get install chromium)");
-        return;
-    };
+fn main() {
+    let args = Arguments::from_args();
+    let trials = vec![Trial::ignorable_test(
+        "status_page_shows_every_server_with_its_state_in_a_browser",
+        || with_browser(status_page_shows_every_server_with_its_state),
+    )];
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// Whether this run is CI's (`CI=true` from CI services, `CI=1` from `.ci/run`).
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// Runs `test` with the browser, or reports why it cannot: a failure in CI, an ignored test
+/// (with the reason in the summary) elsewhere.
+fn with_browser(test: fn(&Path)) -> Result<Completion, Failed> {
+    const MISSING: &str = "chromium is not installed: apt-get install chromium";
+    match chromium() {
+        Some(bin) => {
+            test(&bin);
+            Ok(Completion::Completed)
+        }
+        None if in_ci() => Err(format!("{MISSING} (.ci/run does; CI must run this test)").into()),
+        None => Ok(Completion::ignored_with(MISSING)),
+    }
+}
+
+fn status_page_shows_every_server_with_its_state(bin: &Path) {
     let web1 = Backend::start("web1");
     let web2 = Backend::start("web2");
     let spare = Backend::start("spare");
@@ -142,10 +171,10 @@ servers = [ {{ addr = "{api}", weight = 2 }}, {{ addr = "{gone}" }} ]
 
     let dir = common::proxy::temp_dir();
     let url = format!("http://127.0.0.1:{admin_port}/");
-    let dom = run_browser(&bin, &dir.join("profile"), &url, &["--dump-dom"]);
+    let dom = run_browser(bin, &dir.join("profile"), &url, &["--dump-dom"]);
     let shot = dir.join("admin-page.png");
     run_browser(
-        &bin,
+        bin,
         &dir.join("profile2"),
         &url,
         &[

@@ -1001,6 +1001,12 @@ http {
         access_log {dir}/second.log;
         location / { proxy_pass http://app; }
     }
+    log_format gz '$remote_addr $gzip_ratio';
+    server {
+        listen 127.0.0.1:8083;
+        access_log {dir}/gz.log gz;
+        location / { proxy_pass http://app; }
+    }
 }
 "#,
     );
@@ -1022,6 +1028,14 @@ http {
     import.noted("nginx.conf", 6, "use epoll: not needed");
     import.noted("nginx.conf", 21, "one access log per server block");
     import.noted("nginx.conf", 26, "the first one is kept");
+    // A format with a variable ringlb does not log falls back to combined, with a note.
+    assert_eq!(c.servers[3].access_log, Some(site.dir.join("gz.log")));
+    assert_eq!(c.servers[3].log_format, "combined");
+    import.noted(
+        "nginx.conf",
+        line_of(&site, "nginx.conf", "listen 127.0.0.1:8083") - 1,
+        "the log_format gz is not carried (unknown variable `$gzip_ratio`",
+    );
 }
 
 #[test]

@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
         remote: SocketAddr::from(([127, 0, 0, 1], 1)),
         server_name: "",
     };
-    rewrite::request_head(&mut out, &vars, &[], "upstream");
+    rewrite::request_head(&mut out, &vars, &[], "upstream", &rewrite::Forwarding::default());
     let mut again = RequestHead::default();
     match parse(&out, &mut again) {
         Ok(true) => {}

@@ -36,7 +36,12 @@ const MAX_CONNS: usize = 32;
 
 /// Binds `addr` and serves the admin endpoint on a new thread.
 pub fn start(addr: SocketAddr, process: Arc<Process>) -> std::io::Result<JoinHandle<()>> {
-    let listener = TcpListener::bind(addr)?;
+    let listener = TcpListener::bind(addr).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} (admin.listen): {e}"),
+        )
+    })?;
     tracing::info!(%addr, "admin endpoint listening");
     std::thread::Builder::new()
         .name("ringlb-admin".into())

@@ -22,6 +22,7 @@ mod load;
 pub mod model;
 pub mod schema;
 mod summary;
+pub mod syntax;
 mod template;
 pub mod tls_files;
 pub mod units;

@@ -74,9 +74,9 @@ pub struct VirtualServer {
     pub max_body_bytes: u64,
     /// `None` = off.
     pub access_log: Option<PathBuf>,
-    /// The access log line: `"combined"` or a template of nginx variables, kept as written
-    /// (the access log module parses it).
-    pub log_format: String,
+    /// The access log line: `"combined"`, `"json"` or a template of nginx variables,
+    /// parsed by the access log module at load.
+    pub log_format: crate::access_log::LogFormat,
     /// `Some`: TLS on every `listen` address of this block.
     pub tls: Option<TlsCfg>,
     /// Offer `h2` by ALPN on TLS listeners (HTTP/1.1 is always offered).

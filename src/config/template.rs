@@ -6,6 +6,7 @@
 //! and `$cookie_<name>` families among them.
 
 use super::model::{Template, TemplatePart, Var};
+use super::syntax::{is_name_byte, pieces, Piece};
 
 /// Every variable name accepted, for error messages.
 pub const VARIABLES: &[&str] = &[
@@ -94,44 +95,15 @@ impl std::fmt::Display for Template {
     }
 }
 
-fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
-}
-
 /// Parses `text` into literal and variable parts.
 pub fn parse_template(text: &str) -> Result<Template, String> {
-    let mut parts = Vec::new();
-    let mut literal = String::new();
-    let mut rest = text;
-    while let Some(dollar) = rest.find('$') {
-        literal.push_str(&rest[..dollar]);
-        rest = &rest[dollar + 1..];
-        let name;
-        if let Some(braced) = rest.strip_prefix('{') {
-            let end = braced
-                .find('}')
-                .ok_or_else(|| format!("`${{` without a closing `}}` in {text:?}"))?;
-            name = &braced[..end];
-            rest = &braced[end + 1..];
-        } else {
-            let len = rest.bytes().take_while(|b| is_name_byte(*b)).count();
-            name = &rest[..len];
-            rest = &rest[len..];
-        }
-        if name.is_empty() || !name.bytes().all(is_name_byte) {
-            return Err(format!(
-                "`$` must be followed by a variable name ($host, ${{host}}) in {text:?}"
-            ));
-        }
-        if !literal.is_empty() {
-            parts.push(TemplatePart::Literal(std::mem::take(&mut literal)));
-        }
-        parts.push(TemplatePart::Var(variable(name)?));
-    }
-    literal.push_str(rest);
-    if !literal.is_empty() {
-        parts.push(TemplatePart::Literal(literal));
-    }
+    let parts = pieces(text)?
+        .into_iter()
+        .map(|p| match p {
+            Piece::Text(t) => Ok(TemplatePart::Literal(t.to_owned())),
+            Piece::Name(n) => variable(n).map(TemplatePart::Var),
+        })
+        .collect::<Result<_, _>>()?;
     Ok(Template { parts })
 }
 

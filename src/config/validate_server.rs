@@ -13,6 +13,7 @@ use super::tls_files::{self, TlsFile};
 use super::validate::{Files, Validator};
 use super::validate_location::{is_token_byte, list_items};
 use super::walk::{choices, join};
+use crate::access_log::{LogFormat, VARIABLES};
 
 /// A request head must at least hold a request line and a Host header.
 const MIN_HEADER_BYTES: u64 = 1024;
@@ -245,16 +246,23 @@ impl Validator<'_> {
             max_body_bytes,
             access_log,
             log_format: match &s.log_format {
-                None => d::LOG_FORMAT.to_owned(),
+                None => LogFormat::parse(d::LOG_FORMAT).unwrap_or_default(),
                 Some(f) if f.get_ref().trim().is_empty() => {
                     self.err(
                         f.span(),
                         &join(path, "log_format"),
                         "is empty; use \"combined\" or a template such as \"$remote_addr $request $status\"",
                     );
-                    d::LOG_FORMAT.to_owned()
+                    LogFormat::default()
                 }
-                Some(f) => f.get_ref().clone(),
+                Some(f) => LogFormat::parse(f.get_ref()).unwrap_or_else(|e| {
+                    let message = match e.unknown_variable() {
+                        Some(var) => format!("{e}; {}", choices(&var, VARIABLES)),
+                        None => e.to_string(),
+                    };
+                    self.err(f.span(), &join(path, "log_format"), message);
+                    LogFormat::default()
+                }),
             },
             tls: self.tls(raw, path),
             http2: s.http2.as_ref().map_or(d::HTTP2, |b| *b.get_ref()),

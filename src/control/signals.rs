@@ -29,7 +29,7 @@ pub fn spawn(
                         // A storm of SIGHUPs (a deploy script looping) collapses into one
                         // reload: signal-hook keeps one pending flag per signal.
                         std::thread::sleep(COALESCE);
-                        let _ = process.reload();
+                        let _ = crate::runtime::notify::reload(|| process.reload());
                     }
                     SIGTERM | SIGINT => {
                         if process.stopping.load(std::sync::atomic::Ordering::Acquire) {

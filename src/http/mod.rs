@@ -1,10 +1,12 @@
 //! HTTP/1.1 message heads and bodies: parsing request and response heads into offsets
-//! (`request`, `response`), body framing and the chunked decoder (`body`, `chunked`), and
+//! (`request`, `response`), body framing and the chunked decoder (`body`, `chunked`), where
+//! a response body ends as it arrives (`framing`), and
 //! writing the heads ringlb forwards (`rewrite`), with `proxy_set_header` templates
 //! (`template`), and the normalised path locations are matched on (`uri`).
 
 pub mod body;
 pub mod chunked;
+pub mod framing;
 pub mod request;
 pub mod response;
 pub mod rewrite;

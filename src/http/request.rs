@@ -70,8 +70,13 @@ pub struct RequestHead {
     /// Whether the client wants the connection kept after this request.
     pub keep_alive: bool,
     pub expect_continue: bool,
-    /// `Connection: upgrade` with an `Upgrade` header: a tunnel if the backend agrees.
+    /// `Connection: upgrade` with an `Upgrade` header: a tunnel if the backend agrees (and
+    /// the location passes the token on).
     pub upgrade: bool,
+    /// The Upgrade header's value, when `upgrade`.
+    pub upgrade_value: Option<(u32, u32)>,
+    /// Some field name contains `_` (nginx drops those unless `underscores_in_headers`).
+    pub underscore: bool,
     /// The Connection header's value, whose tokens name more hop-by-hop headers.
     pub connection: Option<(u32, u32)>,
     /// The head can be forwarded byte for byte (plus `proxy_set_header` lines): HTTP/1.1,
@@ -95,6 +100,8 @@ impl Default for RequestHead {
             keep_alive: true,
             expect_continue: false,
             upgrade: false,
+            upgrade_value: None,
+            underscore: false,
             connection: None,
             verbatim: false,
         }
@@ -175,6 +182,8 @@ pub fn parse(buf: &[u8], head: &mut RequestHead) -> Result<bool, RequestError> {
     head.host = None;
     head.expect_continue = false;
     head.upgrade = false;
+    head.upgrade_value = None;
+    head.underscore = false;
     head.connection = None;
 
     if method == "CONNECT" {
@@ -202,6 +211,7 @@ pub fn parse(buf: &[u8], head: &mut RequestHead) -> Result<bool, RequestError> {
         // might read differently): a header line ends right before the next name.
         let start = name_span.0 as usize;
         verbatim &= start >= 2 && &buf[start - 2..start] == b"\r\n";
+        head.underscore |= name.contains(&b'_');
         let hop = hop_header(name);
         if hop.is_some() {
             verbatim &= hop == Some(Hop::ContentLength) && response::is_canonical_number(value);
@@ -221,12 +231,17 @@ pub fn parse(buf: &[u8], head: &mut RequestHead) -> Result<bool, RequestError> {
             }
             None if name.eq_ignore_ascii_case(b"expect") => {
                 if trim(value).eq_ignore_ascii_case(b"100-continue") {
-                    head.expect_continue = true;
+                    // RFC 9110 10.1.1: an HTTP/1.0 client's Expect is ignored (it cannot
+                    // understand an interim response).
+                    head.expect_continue = head.minor == 1;
                 } else {
                     return Err(RequestError::Bad("unsupported Expect"));
                 }
             }
-            Some(Hop::Upgrade) => upgrade_header = true,
+            Some(Hop::Upgrade) => {
+                upgrade_header = true;
+                head.upgrade_value = Some(span_of(buf, trim(value)));
+            }
             Some(Hop::Connection) => {
                 if has_token(value, b"close") {
                     close = true;
@@ -288,6 +303,9 @@ pub fn parse(buf: &[u8], head: &mut RequestHead) -> Result<bool, RequestError> {
         (false, Some(n)) => RequestBody::Length(n),
     };
     head.upgrade &= upgrade_header && head.minor == 1;
+    if !head.upgrade {
+        head.upgrade_value = None;
+    }
     head.keep_alive = if head.minor == 1 {
         !close
     } else {
@@ -297,7 +315,10 @@ pub fn parse(buf: &[u8], head: &mut RequestHead) -> Result<bool, RequestError> {
     // absolute-form target is forwarded reduced to its path, so never verbatim).
     let origin_form =
         head.target.0 == head.method_span.1 + 1 && buf.get(head.target.0 as usize) == Some(&b'/');
+    // Empty lines before the request line (RFC 9112 2.2 lets a server skip them) are
+    // consumed, never forwarded: the verbatim copy starts at the buffer's start.
     head.verbatim = verbatim
+        && head.method_span.0 == 0
         && origin_form
         && !head.expect_continue
         && head.head_len >= 4
@@ -372,12 +393,44 @@ fn last_coding_is_chunked(v: &[u8]) -> bool {
         .is_some_and(|c| trim(c).eq_ignore_ascii_case(b"chunked"))
 }
 
-/// Host is `uri-host [ ":" port ]`: no spaces, no control bytes, no slash, no backslash.
+/// Host is `uri-host [ ":" port ]` (RFC 9110 7.2, RFC 3986 3.2.2): a name or IPv4 address
+/// without `:`, or an IPv6 literal in brackets, then optionally `:` and digits (a port
+/// that is not a number is a 400, where nginx would pass it on). No spaces, no control
+/// bytes, no slash, no backslash.
 fn valid_host(h: &[u8]) -> bool {
-    !h.is_empty()
-        && h.len() <= 255
-        && h.iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+,;=%".contains(&b))
+    if h.is_empty() || h.len() > 255 {
+        return false;
+    }
+    let (name, port) = if h[0] == b'[' {
+        let Some(close) = h.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &h[1..close];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return false;
+        }
+        match &h[close + 1..] {
+            [] => (&h[..0], None),
+            [b':', port @ ..] => (&h[..0], Some(port)),
+            _ => return false,
+        }
+    } else {
+        match h.iter().position(|&b| b == b':') {
+            Some(i) => (&h[..i], Some(&h[i + 1..])),
+            None => (h, None),
+        }
+    };
+    let port_ok = port.is_none_or(|p| {
+        p.len() <= 5 && p.iter().all(u8::is_ascii_digit) && (p.len() < 5 || p <= &b"65535"[..])
+    });
+    port_ok
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b))
 }
 
 /// httparse says "version" for anything after the target it does not like; a well-formed
@@ -509,5 +562,53 @@ mod tests {
     fn partial_is_not_error() {
         let mut h = RequestHead::default();
         assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: a\r\n", &mut h), Ok(false));
+    }
+
+    #[test]
+    fn host_ports_are_numbers() {
+        for ok in [
+            "x",
+            "x:80",
+            "x:",
+            "1.2.3.4:65535",
+            "[::1]",
+            "[::1]:8080",
+            "a-b.c_d",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "x:abc", "x:80x", "x:1:2", "[::1]x", "[::1]:x", "[zz]", "x:65536", "x:123456", "",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
+        assert_eq!(
+            p("GET / HTTP/1.1\r\nHost: t:abc\r\n\r\n")
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+
+    #[test]
+    fn hygiene_flags() {
+        // Leading empty lines are skipped, and the head is then never copied verbatim.
+        let h = p("\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert!(h.method_span.0 > 0 && !h.verbatim);
+        let h = p("GET / HTTP/1.1\r\nHost: x\r\nX_A: 1\r\n\r\n").unwrap();
+        assert!(h.underscore);
+        let h =
+            p("POST / HTTP/1.0\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+                .unwrap();
+        assert!(!h.expect_continue);
+        let h = p("GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade:  h2c \r\n\r\n")
+            .unwrap();
+        let (a, b) = h.upgrade_value.unwrap();
+        assert!(h.upgrade);
+        assert_eq!(
+            &b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade:  h2c \r\n\r\n"
+                [a as usize..b as usize],
+            b"h2c"
+        );
     }
 }

@@ -26,6 +26,9 @@ pub struct ResponseHead {
     /// header, and Content-Length (if any) once and in canonical form. Most responses
     /// qualify, and are then relayed without being rewritten.
     pub verbatim: bool,
+    /// `X-Accel-Buffering: no`: the server asks that this response not be buffered
+    /// (server-sent events, long polling), as nginx honours it.
+    pub no_buffering: bool,
 }
 
 impl Default for ResponseHead {
@@ -41,6 +44,7 @@ impl Default for ResponseHead {
             keep_alive: true,
             connection: None,
             verbatim: false,
+            no_buffering: false,
         }
     }
 }
@@ -75,6 +79,7 @@ pub fn parse(
     head.head_len = head_len;
     head.headers.clear();
     head.connection = None;
+    head.no_buffering = false;
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut other_coding = false;
@@ -84,11 +89,23 @@ pub fn parse(
     for h in res.headers.iter() {
         let name = h.name.as_bytes();
         let value = h.value;
+        let name_span = span_of(buf, name);
         head.headers.push(HeaderSpan {
-            name: span_of(buf, name),
+            name: name_span,
             value: span_of(buf, value),
         });
+        // httparse also takes bare LF line ends, which a client behind ringlb might read
+        // differently: such a head is re-serialised with CRLF, never passed as written.
+        let start = name_span.0 as usize;
+        verbatim &= start >= 2 && &buf[start - 2..start] == b"\r\n";
         let Some(hop) = hop_header(name) else {
+            if is_accel(name) {
+                // nginx's instructions to the proxy, never relayed (`proxy_hide_header`).
+                verbatim = false;
+                if name.eq_ignore_ascii_case(b"x-accel-buffering") {
+                    head.no_buffering = trim(value).eq_ignore_ascii_case(b"no");
+                }
+            }
             continue;
         };
         if hop == Hop::ContentLength {
@@ -141,9 +158,17 @@ pub fn parse(
         head.keep_alive = false;
     }
     head.verbatim = verbatim
+        && head_len >= 4
+        && &buf[head_len - 4..head_len] == b"\r\n\r\n"
         && !(100..200).contains(&status)
         && matches!(head.body, ResponseBody::None | ResponseBody::Length(_));
     Ok(true)
+}
+
+/// `X-Accel-*`: fields a server addresses to the proxy in front of it (nginx's
+/// `X-Accel-Buffering`, `X-Accel-Redirect`, ...), never passed to the client.
+pub(crate) fn is_accel(name: &[u8]) -> bool {
+    name.len() > 8 && name[..8].eq_ignore_ascii_case(b"x-accel-")
 }
 
 /// `0` or digits without a leading zero: what ringlb itself would write.
@@ -214,6 +239,9 @@ mod tests {
             "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nContent-Length: 5\r\n\r\n",
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+            "HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+            "HTTP/1.1 200 OK\r\nX: y\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\n",
         ] {
             assert!(!p(not, false).unwrap().verbatim, "{not}");
         }

@@ -9,14 +9,36 @@ use super::template::{push_target, Vars};
 use super::{has_token, is_hop_by_hop, push_decimal};
 use crate::config::HeaderRule;
 
+/// What a location lets through to the server beyond the request's end-to-end fields.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Forwarding<'a> {
+    /// The Upgrade value passed on (the request's, when the location allows its tokens):
+    /// sent with `Connection: upgrade`. `None`: no Upgrade reaches the server, and the
+    /// request is proxied as plain HTTP/1.1.
+    pub upgrade: Option<&'a [u8]>,
+    /// Fields whose name has `_` are dropped (nginx's `underscores_in_headers off`: such
+    /// names can alias `-` names in CGI-style environments, `X_Real_IP` for `X-Real-IP`).
+    pub drop_underscores: bool,
+    /// The body was read whole: it goes with this `Content-Length`, whatever the client's
+    /// framing was.
+    pub body_length: Option<u64>,
+}
+
 /// Appends the request head for the backend to `out`.
 ///
 /// `default_host` is sent as Host when the client gave none (HTTP/1.0) and no rule sets it:
 /// nginx sends `$proxy_host`, the upstream's name, in that case.
-pub fn request_head(out: &mut Vec<u8>, vars: &Vars<'_>, rules: &[HeaderRule], default_host: &str) {
+pub fn request_head(
+    out: &mut Vec<u8>,
+    vars: &Vars<'_>,
+    rules: &[HeaderRule],
+    default_host: &str,
+    fwd: &Forwarding<'_>,
+) {
     let buf = vars.buf;
     let head = vars.head;
     if head.verbatim
+        && !(head.underscore && fwd.drop_underscores)
         && !rules.iter().any(|r| {
             head.headers
                 .iter()
@@ -35,15 +57,12 @@ pub fn request_head(out: &mut Vec<u8>, vars: &Vars<'_>, rules: &[HeaderRule], de
     out.extend_from_slice(b" HTTP/1.1\r\n");
 
     let connection = head.connection.map(|(a, b)| &buf[a as usize..b as usize]);
-    let mut upgrade_value: Option<&[u8]> = None;
     for h in &head.headers {
         let name = h.name(buf);
-        if name.eq_ignore_ascii_case(b"upgrade") {
-            upgrade_value = Some(h.value(buf));
-        }
         // Host is written from the parsed host (which an absolute-form target overrides);
         // Expect is answered by ringlb itself.
-        if name.eq_ignore_ascii_case(b"host")
+        if (fwd.drop_underscores && name.contains(&b'_'))
+            || name.eq_ignore_ascii_case(b"host")
             || name.eq_ignore_ascii_case(b"expect")
             || is_hop_by_hop(name)
             || connection.is_some_and(|c| has_token(c, name))
@@ -69,7 +88,11 @@ pub fn request_head(out: &mut Vec<u8>, vars: &Vars<'_>, rules: &[HeaderRule], de
         out.extend_from_slice(b"\r\n");
     }
 
-    match head.body {
+    let body = match fwd.body_length {
+        Some(n) if head.body != RequestBody::None => RequestBody::Length(n),
+        _ => head.body,
+    };
+    match body {
         RequestBody::None => {}
         RequestBody::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");
@@ -78,12 +101,10 @@ pub fn request_head(out: &mut Vec<u8>, vars: &Vars<'_>, rules: &[HeaderRule], de
         }
         RequestBody::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
-    if head.upgrade {
-        if let Some(v) = upgrade_value {
-            out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
-            out.extend_from_slice(v);
-            out.extend_from_slice(b"\r\n");
-        }
+    if let Some(v) = fwd.upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
+        out.extend_from_slice(v);
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -133,7 +154,10 @@ pub fn response_head(
     for h in &res.headers {
         let name = h.name(buf);
         let pass_upgrade = tunnel && name.eq_ignore_ascii_case(b"upgrade");
-        if !pass_upgrade && (is_hop_by_hop(name) || connection.is_some_and(|c| has_token(c, name)))
+        if !pass_upgrade
+            && (is_hop_by_hop(name)
+                || connection.is_some_and(|c| has_token(c, name))
+                || super::response::is_accel(name))
         {
             continue;
         }
@@ -203,12 +227,27 @@ pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        410 => "Gone",
+        412 => "Precondition Failed",
         413 => "Content Too Large",
         414 => "URI Too Long",
+        416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -272,7 +311,7 @@ mod tests {
             rule("X-Drop", None),
         ];
         let mut out = Vec::new();
-        request_head(&mut out, &vars, &rules, "up");
+        request_head(&mut out, &vars, &rules, "up", &Forwarding::default());
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("POST /p?q=1 HTTP/1.1\r\n"), "{s}");
         for gone in ["Connection", "X-Secret", "Keep-Alive", "TE:", "X-Drop"] {
@@ -305,7 +344,7 @@ mod tests {
             }),
         )];
         let mut out = Vec::new();
-        request_head(&mut out, &vars, &rules, "up");
+        request_head(&mut out, &vars, &rules, "up", &Forwarding::default());
         assert_eq!(
             out,
             b"GET /a?b HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nContent-Length: 0\r\nX-Real-IP: 10.0.0.7\r\n\r\n"

@@ -270,8 +270,14 @@ impl Converter<'_> {
         s.access_log = Some(path.clone());
         match format.as_deref() {
             None | Some("combined") => {}
-            Some(name) => match self.log_formats.get(name) {
-                Some(f) => s.log_format = Some(f.clone()),
+            Some(name) => match self.log_formats.get(name).cloned() {
+                Some(f) => match crate::access_log::LogFormat::parse(&f) {
+                    Ok(_) => s.log_format = Some(f),
+                    Err(e) => self.note(
+                        d,
+                        format!("the log_format {name} is not carried ({e}): combined is used"),
+                    ),
+                },
                 None => self.note(
                     d,
                     format!("the log_format {name} is not defined: combined is carried"),

@@ -1,18 +1,63 @@
 //! Ownership-passing I/O helpers: monoio's `read(buf) -> (res, buf)` moves the buffer into
 //! the kernel's hands for the duration of the operation; these keep one buffer per
-//! connection moving through every call and always hand it back.
+//! connection moving through every call and always hand it back. Also what a client
+//! stream must offer (`ClientIo`) and how to wait for the first of two operations.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::pin::pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use monoio::buf::{IoBuf, IoBufMut};
+use monoio::buf::{IoBuf, IoBufMut, SliceMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::{OwnedRead, TcpStream};
+use monoio::BufResult;
 
 use super::watchdog::Watch;
+use crate::pool::make_room;
 
-/// Free space guaranteed before each read, so a read is never a tiny one.
-const MIN_READ: usize = 2048;
+/// A client connection's stream: plain TCP, or TLS over it.
+pub trait ClientIo: AsyncReadRent + AsyncWriteRent + AsRawFd + monoio::io::Split + 'static {
+    /// A read that stays in flight while responses are written (see `conn`).
+    type Armed: Future<Output = BufResult<usize, SliceMut<Vec<u8>>>> + Unpin + 'static;
+
+    /// Starts such a read, or hands the buffer back when this stream cannot (its reads
+    /// then happen one at a time, when the connection needs them).
+    fn read_owned(&self, buf: SliceMut<Vec<u8>>) -> Result<Self::Armed, SliceMut<Vec<u8>>>;
+}
+
+impl ClientIo for TcpStream {
+    type Armed = OwnedRead<SliceMut<Vec<u8>>>;
+
+    fn read_owned(&self, buf: SliceMut<Vec<u8>>) -> Result<Self::Armed, SliceMut<Vec<u8>>> {
+        Ok(TcpStream::read_owned(self, buf))
+    }
+}
+
+/// Which of two waits ended first.
+pub enum First<A, B> {
+    Left(A),
+    Right(B),
+}
+
+/// Waits for `left` or for `right` (a poll of something that lives on, such as an armed
+/// read: it is not dropped when `left` wins). `left` is dropped, and so cancelled, when
+/// `right` wins.
+pub async fn first<L: Future, R>(
+    left: L,
+    mut right: impl FnMut(&mut Context<'_>) -> Poll<R>,
+) -> First<L::Output, R> {
+    let mut left = pin!(left);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(a) = left.as_mut().poll(cx) {
+            return Poll::Ready(First::Left(a));
+        }
+        right(cx).map(First::Right)
+    })
+    .await
+}
 
 /// Why an I/O step failed.
 #[derive(Debug)]
@@ -37,16 +82,6 @@ pub async fn recv<S: AsyncReadRent + AsRawFd>(
         return (Err(IoFail::Timeout), slice.into_inner());
     }
     (r.map_err(IoFail::Io), slice.into_inner())
-}
-
-/// Ensures `buf` has room for a read of at least [`MIN_READ`] after its contents (growing by
-/// at least its length, so repeated reads double it); returns where the read goes.
-fn make_room(buf: &mut Vec<u8>) -> usize {
-    let len = buf.len();
-    if buf.capacity() - len < MIN_READ {
-        buf.reserve(MIN_READ.max(len));
-    }
-    len
 }
 
 /// Writes `buf[range]` completely, watched by the worker's watchdog.

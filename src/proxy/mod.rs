@@ -1,19 +1,19 @@
-//! One client connection, end to end: read a request head, route it, pick a server, send
-//! the request over a pooled connection, stream the response back, and do it again for
-//! the next request on the connection.
+//! Client connections, end to end: read a request head, route it, pick a server, send the
+//! request over a pooled connection, relay the response, and do it again for the next
+//! request on the connection.
 //!
-//! Data flows one way through the submodules: `client` (the connection loop, request
-//! bodies) -> `route` (which upstream) -> `forward` (server choice, retries, the exchange
-//! with one server) -> `relay` (response bodies) or `tunnel` (after a 101).
+//! Data flows one way through the submodules: `conn` (the downstream connection: its
+//! socket, buffer and request loop) -> `route` (which server block and location) ->
+//! `exchange` (one request's trip: server choice, retries, the upstream connection, the
+//! response relayed) -> `tunnel` (after a 101).
 
 mod access;
-mod client;
-mod forward;
+mod conn;
+mod exchange;
 mod io;
-mod queue;
-mod relay;
 pub mod route;
 mod slot;
+mod spool;
 mod tunnel;
 pub mod watchdog;
 
@@ -29,7 +29,8 @@ use crate::metrics::WorkerStats;
 use crate::pool::IdlePool;
 use crate::upstream::Selector;
 
-pub use client::serve;
+pub use conn::{serve, serve_stream};
+pub use io::ClientIo;
 pub use route::Published;
 
 /// What every worker shares: the published configuration and its generation number.
@@ -71,7 +72,7 @@ pub struct ProxyCtx {
     pub pool: RefCell<IdlePool>,
     stopping: Cell<bool>,
     pub stats: Arc<WorkerStats>,
-    queues: RefCell<queue::WaitQueues>,
+    queues: RefCell<exchange::WaitQueues>,
     /// This worker's pending access log lines.
     pub access_log: RefCell<AccessLog>,
     /// Heap blocks for the forwarding state of requests in flight.
@@ -91,7 +92,7 @@ impl ProxyCtx {
             pool: RefCell::new(IdlePool::default()),
             stopping: Cell::new(false),
             stats,
-            queues: RefCell::new(queue::WaitQueues::default()),
+            queues: RefCell::new(exchange::WaitQueues::default()),
             slots: slot::Slots::default(),
             access_log: RefCell::new(AccessLog::new()),
         }

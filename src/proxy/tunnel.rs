@@ -1,11 +1,12 @@
 //! The byte tunnel after a `101 Switching Protocols` (WebSocket and other upgrades): both
 //! directions copied until each side closes or stays silent past the idle timeout.
 
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use monoio::io::{AsyncWriteRent, Splitable};
-use monoio::net::TcpStream;
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
+use monoio::BufResult;
 
 use super::io::{read_append, write_from};
 use super::ProxyCtx;
@@ -13,23 +14,20 @@ use super::ProxyCtx;
 /// Per-direction buffer of a tunnel.
 const TUNNEL_BUF: usize = 16 * 1024;
 
-/// Runs the tunnel. `early`: bytes the client sent after its request head, which already
-/// belong to the upgraded protocol.
-pub(super) async fn run(
+/// Runs the tunnel. `early`: bytes the client sent after its request, which already belong
+/// to the upgraded protocol.
+pub(super) async fn run<C, U>(
     _ctx: &ProxyCtx,
-    client: &mut TcpStream,
-    upstream: &mut TcpStream,
+    client: &mut C,
+    upstream: &mut U,
     early: Vec<u8>,
     idle: Duration,
-) {
-    // The tunnel needs each socket split into a read and a write half driven concurrently;
-    // the callers own their streams, so the tunnel works on duplicates of the descriptors
-    // (shutdown acts on the socket, so closing directions still works).
-    let (Some(c), Some(u)) = (duplicate(client), duplicate(upstream)) else {
-        return;
-    };
-    let (mut cr, mut cw) = c.into_split();
-    let (mut ur, mut uw) = u.into_split();
+) where
+    C: AsyncReadRent + AsyncWriteRent + Split,
+    U: AsyncReadRent + AsyncWriteRent + Split,
+{
+    let (mut cr, mut cw) = halves(client);
+    let (mut ur, mut uw) = halves(upstream);
     let up = async {
         let mut buf = early;
         buf.reserve(TUNNEL_BUF);
@@ -72,13 +70,60 @@ pub(super) async fn run(
     monoio::join!(up, down);
 }
 
-fn duplicate(s: &TcpStream) -> Option<TcpStream> {
-    // SAFETY: dup returns a new descriptor we own (or -1, checked).
-    let fd = unsafe { libc::fcntl(s.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-    if fd < 0 {
-        return None;
+/// The read and write halves of a stream borrowed for the tunnel's lifetime: two futures,
+/// one reading and one writing, drive the same stream at once. `Split` is the stream's
+/// promise that its reads and writes are independent (monoio's own `into_split` relies on
+/// it the same way, through an `Rc<UnsafeCell>`).
+fn halves<T: Split>(s: &mut T) -> (Half<'_, T>, Half<'_, T>) {
+    let p: *mut T = s;
+    (Half(p, PhantomData), Half(p, PhantomData))
+}
+
+struct Half<'a, T>(*mut T, PhantomData<&'a mut T>);
+
+impl<T: AsyncReadRent> AsyncReadRent for Half<'_, T> {
+    fn read<B: IoBufMut>(
+        &mut self,
+        buf: B,
+    ) -> impl std::future::Future<Output = BufResult<usize, B>> {
+        // SAFETY: the pointer comes from a `&mut T` that outlives both halves; of the two
+        // halves one only reads and the other only writes, which `T: Split` allows at once.
+        unsafe { &mut *self.0 }.read(buf)
     }
-    // SAFETY: `fd` is a fresh, owned descriptor of a connected TCP socket.
-    let std = unsafe { std::net::TcpStream::from_raw_fd(fd) };
-    TcpStream::from_std(std).ok()
+
+    fn readv<B: IoVecBufMut>(
+        &mut self,
+        buf: B,
+    ) -> impl std::future::Future<Output = BufResult<usize, B>> {
+        // SAFETY: as in `read`.
+        unsafe { &mut *self.0 }.readv(buf)
+    }
+}
+
+impl<T: AsyncWriteRent> AsyncWriteRent for Half<'_, T> {
+    fn write<B: IoBuf>(
+        &mut self,
+        buf: B,
+    ) -> impl std::future::Future<Output = BufResult<usize, B>> {
+        // SAFETY: as in `read`.
+        unsafe { &mut *self.0 }.write(buf)
+    }
+
+    fn writev<B: IoVecBuf>(
+        &mut self,
+        buf: B,
+    ) -> impl std::future::Future<Output = BufResult<usize, B>> {
+        // SAFETY: as in `read`.
+        unsafe { &mut *self.0 }.writev(buf)
+    }
+
+    fn flush(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> {
+        // SAFETY: as in `read`.
+        unsafe { &mut *self.0 }.flush()
+    }
+
+    fn shutdown(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> {
+        // SAFETY: as in `read`.
+        unsafe { &mut *self.0 }.shutdown()
+    }
 }

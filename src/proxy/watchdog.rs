@@ -52,13 +52,8 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's watchdog.
-pub fn with<R>(f: impl FnOnce(&'static Watchdog) -> R) -> R {
-    WATCHDOG.with(|w| {
-        // SAFETY: the thread-local lives as long as the thread, and every borrow handed
-        // out is used by tasks of this thread's runtime, which ends before the thread.
-        let w: &'static Watchdog = unsafe { &*(w as *const Watchdog) };
-        f(w)
-    })
+pub fn with<R>(f: impl FnOnce(&Watchdog) -> R) -> R {
+    WATCHDOG.with(f)
 }
 
 /// What one operation is watched for (by the current thread's watchdog).
@@ -98,11 +93,11 @@ impl Watch {
 
     /// Starts watching `fd`; the operation is watched until the guard is dropped. One
     /// operation per descriptor at a time (a connection task never has two pending).
-    pub fn arm(self, fd: RawFd) -> Armed<'static> {
+    pub fn arm(self, fd: RawFd) -> Armed {
         with(|dog| self.arm_on(dog, fd))
     }
 
-    fn arm_on(self, dog: &Watchdog, fd: RawFd) -> Armed<'_> {
+    fn arm_on(self, dog: &Watchdog, fd: RawFd) -> Armed {
         let i = fd as usize;
         let mut by_fd = dog.by_fd.borrow_mut();
         if by_fd.len() <= i {
@@ -122,19 +117,24 @@ impl Watch {
             idle: self.idle,
             fired: false,
         };
-        Armed { dog, fd: i }
+        Armed { fd: i }
     }
 }
 
-/// A watched operation. Dropping it stops the watch, which must happen before the
-/// descriptor can be closed (it is: the guard lives inside the operation's future, the
-/// socket outside it).
-pub struct Armed<'w> {
-    dog: &'w Watchdog,
+/// A watched operation of this thread's watchdog (the guard holds only the descriptor, so it
+/// borrows nothing across the awaits it lives through). Dropping it stops the watch, which
+/// must happen before the descriptor can be closed (it is: the guard lives inside the
+/// operation's future, the socket outside it).
+pub struct Armed {
     fd: usize,
 }
 
-impl Armed<'_> {
+impl Armed {
+    /// Whether the deadline has passed (the socket is then shut down), still watching.
+    pub fn has_fired(&self) -> bool {
+        with(|dog| dog.by_fd.borrow()[self.fd].fired)
+    }
+
     /// Stops watching; whether the deadline had passed (the socket is then shut down).
     pub fn fired(self) -> bool {
         let fired = self.release();
@@ -143,14 +143,20 @@ impl Armed<'_> {
     }
 
     fn release(&self) -> bool {
-        let mut by_fd = self.dog.by_fd.borrow_mut();
-        let e = &mut by_fd[self.fd];
-        e.armed = false;
-        e.fired
+        // `try_with`: a guard dropped while the thread's locals are torn down has nothing
+        // left to release.
+        WATCHDOG
+            .try_with(|dog| {
+                let mut by_fd = dog.by_fd.borrow_mut();
+                let e = &mut by_fd[self.fd];
+                e.armed = false;
+                e.fired
+            })
+            .unwrap_or(false)
     }
 }
 
-impl Drop for Armed<'_> {
+impl Drop for Armed {
     fn drop(&mut self) {
         self.release();
     }
@@ -186,13 +192,12 @@ impl Watchdog {
 
 fn shutdown(fd: RawFd, how: Shut) {
     let how = match how {
-        Shut::Read => libc::SHUT_RD,
-        Shut::Both => libc::SHUT_RDWR,
+        Shut::Read => std::net::Shutdown::Read,
+        Shut::Both => std::net::Shutdown::Both,
     };
-    // SAFETY: the descriptor is open: entries are removed before their socket closes.
-    unsafe {
-        libc::shutdown(fd, how);
-    }
+    // The descriptor is open: entries are removed before their socket closes. A socket
+    // already shut down (or reset) has nothing left to end.
+    let _ = crate::sys::shutdown(fd, how);
 }
 
 #[cfg(test)]
@@ -207,20 +212,19 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let b = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let dog = Watchdog::default();
         let now = Instant::now();
-        let late = Watch::read(now).arm_on(&dog, a.as_raw_fd());
-        let fine = Watch::read(now + Duration::from_secs(60)).arm_on(&dog, b.as_raw_fd());
-        assert_eq!(dog.watched(), 2);
-        dog.sweep(now + Duration::from_millis(1));
+        let late = Watch::read(now).arm(a.as_raw_fd());
+        let fine = Watch::read(now + Duration::from_secs(60)).arm(b.as_raw_fd());
+        assert_eq!(with(|dog| dog.watched()), 2);
+        with(|dog| dog.sweep(now + Duration::from_millis(1)));
         let mut buf = [0u8; 1];
         // The overdue socket's read side is shut: reads see end of stream at once.
         assert_eq!((&a).read(&mut buf).unwrap(), 0);
         assert!(late.fired());
         assert!(!fine.fired());
-        assert_eq!(dog.watched(), 0);
+        assert_eq!(with(|dog| dog.watched()), 0);
         // A new operation on a descriptor starts unfired.
-        let again = Watch::both(now + Duration::from_secs(60)).arm_on(&dog, a.as_raw_fd());
+        let again = Watch::both(now + Duration::from_secs(60)).arm(a.as_raw_fd());
         assert!(!again.fired());
     }
 }

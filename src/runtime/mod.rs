@@ -3,8 +3,11 @@
 //! listening sockets, idle pool and selection state. `Process` is what the threads share.
 
 mod listener;
+pub mod notify;
+pub mod pidfile;
 mod worker;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
@@ -14,6 +17,8 @@ use crate::config::{self, Config, ConfigError, IoMode};
 use crate::metrics::WorkerStats;
 use crate::proxy::{Published, Shared};
 use crate::upstream::Registry;
+use listener::{Holder, Unavailable};
+use pidfile::{PidFile, PidFileError};
 
 /// The I/O driver the workers run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +119,9 @@ impl Process {
 
     /// Begins a graceful stop of every worker.
     pub fn stop(&self) {
-        self.stopping.store(true, Ordering::Release);
+        if !self.stopping.swap(true, Ordering::AcqRel) {
+            notify::stopping();
+        }
     }
 }
 
@@ -122,18 +129,95 @@ impl Process {
 pub struct Running {
     pub process: Arc<Process>,
     threads: Vec<JoinHandle<()>>,
+    /// Held until the workers have stopped; removed then.
+    pid_file: Option<PidFile>,
 }
 
-/// Why the workers could not start.
+/// Why the workers could not start. Each names what it could not have: the file, the
+/// address and its key, the other process where the system tells.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    PidFile(#[from] PidFileError),
+    #[error("{}", in_use(*addr, key, holder.as_ref()))]
+    AddrInUse {
+        addr: SocketAddr,
+        /// `listen` or `admin.listen`.
+        key: &'static str,
+        holder: Option<Holder>,
+    },
+    #[error("cannot listen on {addr} ({key}): {source}{}", bind_hint(*addr, source))]
+    Bind {
+        addr: SocketAddr,
+        key: &'static str,
+        source: std::io::Error,
+    },
     #[error("worker {worker}: {message}")]
     Worker { worker: usize, message: String },
+}
+
+fn in_use(addr: SocketAddr, key: &str, holder: Option<&Holder>) -> String {
+    let who = match holder {
+        Some(h) => format!("by {h}"),
+        None => format!(
+            "by another process (not visible to this user; `ss -ltnp 'sport = :{}'` as root names it)",
+            addr.port()
+        ),
+    };
+    format!(
+        "cannot listen on {addr} ({key}): already in use {who}; is another ringlb running? \
+         (SO_REUSEPORT would otherwise share the port with it silently)"
+    )
+}
+
+fn bind_hint(addr: SocketAddr, e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EACCES) if addr.port() < 1024 => {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE, which the systemd unit grants)"
+        }
+        Some(libc::EADDRNOTAVAIL) => " (no interface of this machine has that address)",
+        _ => "",
+    }
+}
+
+/// Every address ringlb is about to listen on, with its key, each once.
+fn addresses(config: &Config) -> Vec<(SocketAddr, &'static str)> {
+    let mut all: Vec<(SocketAddr, &'static str)> = Vec::new();
+    for addr in config.servers.iter().flat_map(|s| &s.listen) {
+        if !all.iter().any(|(a, _)| a == addr) {
+            all.push((*addr, "listen"));
+        }
+    }
+    if let Some(admin) = &config.admin {
+        all.push((admin.listen, "admin.listen"));
+    }
+    all
+}
+
+/// What must hold before any worker starts: the pid file is ours, and no other process
+/// listens on our addresses (checked before binding the SO_REUSEPORT sockets, which would
+/// share them).
+fn preflight(config: &Config) -> Result<Option<PidFile>, StartError> {
+    let pid_file = match &config.runtime.pid_file {
+        Some(path) => Some(PidFile::acquire(path)?),
+        None => None,
+    };
+    for (addr, key) in addresses(config) {
+        match listener::probe(addr) {
+            Ok(()) => {}
+            Err(Unavailable::InUse(holder)) => {
+                return Err(StartError::AddrInUse { addr, key, holder })
+            }
+            Err(Unavailable::Other(source)) => return Err(StartError::Bind { addr, key, source }),
+        }
+    }
+    Ok(pid_file)
 }
 
 /// Starts the workers on `config` (already validated) and waits until every one of them
 /// has bound its listeners.
 pub fn start(config: Config) -> Result<Running, StartError> {
+    let pid_file = preflight(&config)?;
     let workers = config.runtime.workers.max(1);
     let registry = Registry::with_workers(workers);
     let path = config.path.clone();
@@ -152,11 +236,21 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         reloads_failed: AtomicU64::new(0),
         reload_lock: std::sync::Mutex::new(()),
     });
-    let cores = if pin {
-        core_affinity::get_core_ids().unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let allowed = core_affinity::get_core_ids().unwrap_or_default();
+    if workers > allowed.len() && !allowed.is_empty() {
+        tracing::warn!(
+            workers,
+            cpus = allowed.len(),
+            "runtime.workers is more than the CPUs this process may run on: workers share \
+             cores{}",
+            if pin {
+                " (pin_workers places worker i on core i mod cpus)"
+            } else {
+                ""
+            }
+        );
+    }
+    let cores = if pin { allowed } else { Vec::new() };
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut threads = Vec::with_capacity(workers);
     for id in 0..workers {
@@ -191,18 +285,21 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             }
         }
     }
-    if let Some(kind) = process.io.get() {
-        tracing::info!(workers, io = kind.as_str(), "ringlb started");
-    }
-    Ok(Running { process, threads })
+    Ok(Running {
+        process,
+        threads,
+        pid_file,
+    })
 }
 
 impl Running {
-    /// Waits for every worker to finish (after `Process::stop`).
-    pub fn wait(self) {
+    /// Waits for every worker to finish (after `Process::stop`). The pid file stays until
+    /// the returned guard is dropped, once everything else is written out.
+    pub fn wait(self) -> Option<PidFile> {
         for t in self.threads {
             let _ = t.join();
         }
+        self.pid_file
     }
 }
 

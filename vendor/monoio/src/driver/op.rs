@@ -15,8 +15,8 @@ mod fsync;
 mod open;
 mod poll;
 mod read;
-mod recv;
-mod send;
+pub(crate) mod recv; // ringlb patch: named by `net::OwnedRead`
+pub(crate) mod send; // ringlb patch: named by `net::OwnedWrite`
 #[cfg(target_os = "linux")]
 mod timeout;
 mod write;

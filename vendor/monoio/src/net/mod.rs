@@ -2,6 +2,9 @@
 //! Currently, TCP/UnixStream/UnixDatagram are implemented.
 
 mod listener_config;
+// ringlb patch: reads that can stay in flight across other uses of a stream.
+mod owned_read;
+pub use owned_read::{OwnedRead, OwnedWrite};
 pub mod tcp;
 pub mod udp;
 #[cfg(unix)]

@@ -407,6 +407,21 @@ impl CancelableAsyncWriteRent for TcpStream {
     }
 }
 
+impl TcpStream {
+    /// ringlb patch: starts a read that owns its buffer and its reference to the socket,
+    /// so it can stay in flight while the stream is used otherwise (see
+    /// [`crate::net::OwnedRead`]). The operation is submitted now.
+    pub fn read_owned<T: IoBufMut + Unpin>(&self, buf: T) -> crate::net::OwnedRead<T> {
+        crate::net::OwnedRead::new(Op::recv(self.fd.clone(), buf).unwrap())
+    }
+
+    /// ringlb patch: starts a write that owns its buffer and its reference to the socket
+    /// (see [`crate::net::OwnedWrite`]). The operation is submitted now.
+    pub fn write_owned<T: IoBuf + Unpin>(&self, buf: T) -> crate::net::OwnedWrite<T> {
+        crate::net::OwnedWrite::new(Op::send(self.fd.clone(), buf).unwrap())
+    }
+}
+
 impl AsyncReadRent for TcpStream {
     #[inline]
     fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {

@@ -1,0 +1,317 @@
+//! Choosing a server and retrying on the next one, as nginx's `proxy_next_upstream` does;
+//! after the response, the upstream connection goes back to the pool or is closed.
+
+use std::io;
+use std::time::Instant;
+
+use super::attempt::Progress;
+use super::relay::ClientBroke;
+use super::{BodyPlan, Exchange, Outcome};
+use crate::config::{Balance, VirtualServer};
+use crate::metrics;
+use crate::pool::UpConn;
+use crate::proxy::conn::Conn;
+use crate::proxy::io::ClientIo;
+use crate::proxy::ProxyCtx;
+use crate::upstream::balance::release;
+use crate::upstream::{coarse_now_ms, PickError, PickInput, Upstream};
+
+/// Why an attempt on one server failed, in nginx's `next_upstream` terms.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Failure {
+    /// `error`: connect refused, reset, closed before a response.
+    #[error("{0}")]
+    Error(io::Error),
+    /// `timeout`: connect, send or read timed out.
+    #[error("timed out")]
+    Timeout,
+    /// `invalid_header`: the response head was not valid HTTP.
+    #[error("invalid response: {0}")]
+    Invalid(&'static str),
+    /// The client broke (or sent a bad body) while its body was being streamed.
+    #[error("client side failed")]
+    Client(Option<u16>),
+    /// The client went away while its request waited: nothing is owed to anyone, and the
+    /// server is not to blame.
+    #[error("client went away")]
+    ClientGone,
+}
+
+impl Failure {
+    fn retry_allowed(&self, up: &Upstream) -> bool {
+        let n = &up.cfg.next_upstream;
+        match self {
+            Failure::Error(_) => n.error,
+            Failure::Timeout => n.timeout,
+            Failure::Invalid(_) => n.invalid_header,
+            Failure::Client(_) | Failure::ClientGone => false,
+        }
+    }
+
+    /// Whether the server is to blame (a passive failure).
+    fn blames_server(&self) -> bool {
+        !matches!(self, Failure::Client(_) | Failure::ClientGone)
+    }
+
+    fn status(&self) -> Option<u16> {
+        match self {
+            Failure::Timeout => Some(504),
+            Failure::Client(s) => *s,
+            Failure::ClientGone => None,
+            _ => Some(502),
+        }
+    }
+}
+
+/// The server side of an exchange while its response is relayed: the connection and the
+/// server's slot (its active count, which `least_conn` and `max_conns` read). Both are given
+/// back once, as soon as the response has been read from the server (the client may still
+/// be receiving it), or when the exchange ends some other way (dropped: not pooled).
+pub(super) struct Held<'a> {
+    ctx: &'a ProxyCtx,
+    up: &'a Upstream,
+    i: usize,
+    conn: Option<UpConn>,
+}
+
+impl Held<'_> {
+    /// The connection, until it is released.
+    pub(super) fn conn(&mut self) -> &mut UpConn {
+        self.conn
+            .as_mut()
+            .expect("the relay uses the upstream connection only until it releases it")
+    }
+
+    pub(super) fn is_held(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// The server's part of the exchange is over: its slot is free, and its connection
+    /// goes back to the pool when `reusable` (and it may carry more requests).
+    pub(super) fn release(&mut self, reusable: bool) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        release(&self.up.peers[self.i]);
+        let cfg = &self.up.cfg;
+        if reusable && !self.ctx.stopping() && conn.requests < cfg.keepalive_requests {
+            self.ctx.pool.borrow_mut().put(
+                self.up.peers[self.i].state.id,
+                conn,
+                cfg.keepalive,
+                Instant::now() + cfg.keepalive_timeout,
+            );
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.release(false);
+    }
+}
+
+/// This request's slot in the upstream's retry budget, taken at its first retry and given
+/// back when the request ends.
+struct RetrySlot<'u> {
+    up: &'u Upstream,
+    held: bool,
+}
+
+impl RetrySlot<'_> {
+    fn take(&mut self) -> bool {
+        if !self.held {
+            self.held = self.up.try_begin_retry();
+            if !self.held {
+                tracing::debug!(upstream = %self.up.cfg.name, "retry budget spent");
+            }
+        }
+        self.held
+    }
+}
+
+impl Drop for RetrySlot<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.up.end_retry();
+        }
+    }
+}
+
+impl Exchange {
+    /// Sends the request prepared in `out` to a server of `up`, retrying as configured,
+    /// and relays the response.
+    pub(super) async fn forward<S: ClientIo>(
+        &mut self,
+        ctx: &ProxyCtx,
+        conn: &mut Conn<S>,
+        up: &Upstream,
+        vs: &VirtualServer,
+        plan: BodyPlan,
+        close: bool,
+    ) -> Outcome {
+        let started = conn.clock;
+        let cfg = &up.cfg;
+        let max_tries = match cfg.next_upstream_tries {
+            0 => u32::MAX,
+            n => n,
+        };
+        self.tried.reset(up.peers.len());
+        let mut tries = 0u32;
+        let mut last: Option<Failure> = None;
+        let mut next: Option<usize> = None;
+        let mut budget = RetrySlot { up, held: false };
+        loop {
+            let i = match next.take() {
+                Some(i) => i,
+                None => match self.pick(ctx, conn, up) {
+                    Ok(i) => i,
+                    Err(PickError::AllFull) if last.is_none() && cfg.queue > 0 => {
+                        match self.wait_for_slot(ctx, conn, up).await {
+                            Ok(i) => i,
+                            Err(status) => {
+                                if status.is_none() {
+                                    self.log.status = 499;
+                                }
+                                return Outcome::Failed { status };
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let status = match (&last, e) {
+                            (Some(f), _) => f.status(),
+                            (None, PickError::AllFull) => Some(503),
+                            // "503 every server is down" (health checks or `down`), "502 no
+                            // server could be reached": servers out for their recent failures
+                            // (nginx's "no live upstreams", also a 502 there) were
+                            // unreachable moments ago.
+                            (None, PickError::NoLive) => {
+                                // Logged once per transition by the control thread.
+                                tracing::debug!(upstream = %cfg.name, "no live upstreams");
+                                let all_down =
+                                    up.peers.iter().all(|p| p.cfg.down || !p.state.is_healthy());
+                                Some(if all_down { 503 } else { 502 })
+                            }
+                        };
+                        return Outcome::Failed { status };
+                    }
+                },
+            };
+            self.tried.set(i);
+            tries += 1;
+            let peer = &up.peers[i];
+            let shard = peer.state.shard(ctx.worker);
+            let mut progress = Progress::default();
+            let sent_at = conn.clock;
+            let attempt = self
+                .attempt(ctx, conn, up, i, vs, plan, &mut progress)
+                .await;
+            conn.clock = Instant::now();
+            let now = coarse_now_ms();
+            let elapsed = conn.clock.saturating_duration_since(sent_at);
+            self.log.upstream = Some((up.index, i));
+            self.log.upstream_time = elapsed;
+            match attempt {
+                Ok(up_conn) => {
+                    let status = self.res.status;
+                    self.log.upstream_status = status;
+                    shard.observe(status, elapsed);
+                    if cfg.balance == Balance::LeastTime {
+                        ctx.selector.borrow().observe(up, i, elapsed, now);
+                    }
+                    // An early answer (a refusal before the body was read) is the server's
+                    // answer to this request: relayed, never retried, never a failure.
+                    let status_fails = !self.early && cfg.next_upstream.retries_status(status);
+                    let may_retry =
+                        status_fails && self.may_retry(up, tries, max_tries, started, progress);
+                    if status_fails {
+                        ctx.selector.borrow_mut().failed(up, i, now);
+                    }
+                    if may_retry && budget.take() {
+                        // Only give up this response if another server can take the request;
+                        // otherwise the client gets the backend's own answer, as in nginx.
+                        if let Ok(n) = self.pick(ctx, conn, up) {
+                            metrics::bump(&shard.failures);
+                            metrics::bump(&shard.retries);
+                            release(peer);
+                            drop(up_conn);
+                            next = Some(n);
+                            continue;
+                        }
+                    } else if !status_fails {
+                        ctx.selector.borrow_mut().succeeded(up, i);
+                    }
+                    let mut held = Held {
+                        ctx,
+                        up,
+                        i,
+                        conn: Some(up_conn),
+                    };
+                    let relayed = self.relay(ctx, conn, &mut held, vs, close).await;
+                    drop(held);
+                    return match relayed {
+                        Ok(close) => Outcome::Done { close },
+                        Err(ClientBroke) => Outcome::Failed { status: None },
+                    };
+                }
+                Err(f) => {
+                    release(peer);
+                    self.log.upstream_status = 0;
+                    if f.blames_server() {
+                        metrics::bump(&shard.failures);
+                        tracing::info!(
+                            upstream = %cfg.name, server = %peer.cfg.name, error = %f,
+                            "upstream attempt failed"
+                        );
+                        ctx.selector.borrow_mut().failed(up, i, now);
+                    }
+                    if matches!(f, Failure::ClientGone) {
+                        self.log.status = 499;
+                    }
+                    if !(f.retry_allowed(up)
+                        && self.may_retry(up, tries, max_tries, started, progress)
+                        && budget.take())
+                    {
+                        return Outcome::Failed { status: f.status() };
+                    }
+                    metrics::bump(&shard.retries);
+                    last = Some(f);
+                }
+            }
+        }
+    }
+
+    pub(super) fn pick<S: ClientIo>(
+        &mut self,
+        ctx: &ProxyCtx,
+        conn: &Conn<S>,
+        up: &Upstream,
+    ) -> Result<usize, PickError> {
+        let input = PickInput {
+            client_ip: conn.remote.ip(),
+            hash_key: &self.key,
+        };
+        ctx.selector
+            .borrow_mut()
+            .pick(up, &input, &mut self.tried, coarse_now_ms())
+    }
+
+    /// nginx's `ngx_http_upstream_next` conditions, less the failure class.
+    fn may_retry(
+        &self,
+        up: &Upstream,
+        tries: u32,
+        max_tries: u32,
+        started: Instant,
+        progress: Progress,
+    ) -> bool {
+        let cfg = &up.cfg;
+        let timeout = cfg.next_upstream_timeout;
+        tries < max_tries
+            && (timeout.is_zero() || started.elapsed() < timeout)
+            && !progress.body_consumed
+            && (!progress.request_sent
+                || self.head.method.is_idempotent()
+                || cfg.next_upstream.non_idempotent)
+    }
+}
