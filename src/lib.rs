@@ -15,6 +15,7 @@
 //! - [`metrics`]: per-worker counters and how they are summed.
 //! - [`sys`]: the raw socket system calls made outside monoio (one home for their `unsafe`).
 //! - [`access_log`]: per-worker access log buffers and the thread that writes them.
+//! - [`import_nginx`]: `ringlb import-nginx`: an nginx configuration -> ringlb's TOML.
 //! - [`tls`]: TLS termination: certificates, SNI, handshakes, the TLS stream.
 
 pub mod access_log;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod control;
 pub mod h2;
 pub mod http;
+pub mod import_nginx;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;

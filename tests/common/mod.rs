@@ -13,6 +13,7 @@ pub mod proxy;
 pub use backend::{Backend, Behavior};
 #[allow(unused_imports)]
 pub use client::{get, request};
+#[allow(unused_imports)]
 pub use proxy::Proxy;
 
 /// A loopback port that no other test (in this process or another one on the machine) and
