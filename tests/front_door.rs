@@ -116,8 +116,16 @@ servers = [{{ addr = "unix:{sock}" }}, {{ addr = "{tcp}" }}]
         answers.push(get(p.addr, &mut c, "/").text());
     }
     // Round robin over both kinds of server.
-    assert_eq!(answers.iter().filter(|a| *a == "unix").count(), 3, "{answers:?}");
-    assert_eq!(answers.iter().filter(|a| *a == "tcp").count(), 3, "{answers:?}");
+    assert_eq!(
+        answers.iter().filter(|a| *a == "unix").count(),
+        3,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|a| *a == "tcp").count(),
+        3,
+        "{answers:?}"
+    );
     // Its connection was pooled: three requests, one connection (health checks aside).
     let proxied = u
         .heads
@@ -138,7 +146,8 @@ servers = [{{ addr = "unix:{sock}" }}, {{ addr = "{tcp}" }}]
     // /status names it as written and reports it up.
     let mut a = Conn::open(SocketAddr::from(([127, 0, 0, 1], admin))).unwrap();
     a.send(b"GET /status HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-    let st: serde_json::Value = serde_json::from_slice(&a.read_response(false).unwrap().body).unwrap();
+    let st: serde_json::Value =
+        serde_json::from_slice(&a.read_response(false).unwrap().body).unwrap();
     let servers = st["upstreams"]["app"]["servers"].as_array().unwrap();
     let unix = servers
         .iter()
@@ -148,8 +157,17 @@ servers = [{{ addr = "unix:{sock}" }}, {{ addr = "{tcp}" }}]
     assert_eq!(unix["requests"], 3, "{st}");
     // Health checks reach it too.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !u.heads.lock().unwrap().iter().any(|h| h.starts_with("GET /health ")) {
-        assert!(std::time::Instant::now() < deadline, "no health check reached the unix server");
+    while !u
+        .heads
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|h| h.starts_with("GET /health "))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no health check reached the unix server"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -188,7 +206,10 @@ servers = [{{ addr = "{b}" }}]
     let mut c = Conn::open(p.addr).unwrap();
     let r = get(p.addr, &mut c, "/old/page?x=1");
     assert_eq!(r.status, 301);
-    assert_eq!(r.header("location"), Some("https://example.com/old/page?x=1"));
+    assert_eq!(
+        r.header("location"),
+        Some("https://example.com/old/page?x=1")
+    );
     // The connection goes on.
     let r = get(p.addr, &mut c, "/gone");
     assert_eq!(r.status, 410);
@@ -196,7 +217,8 @@ servers = [{{ addr = "{b}" }}]
     let r = get(p.addr, &mut c, "/");
     assert_eq!((r.status, r.text().as_str()), (200, "b"));
     // HEAD gets the head only.
-    c.send(b"HEAD /gone HTTP/1.1\r\nHost: example.com\r\n\r\n").unwrap();
+    c.send(b"HEAD /gone HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        .unwrap();
     let r = c.read_response(true).unwrap();
     assert_eq!(r.status, 410);
     assert_eq!(r.header("content-length"), Some("14"));
@@ -240,13 +262,20 @@ servers = [{{ addr = "{b}" }}]
     let body = vec![b'x'; 100 * 1024];
     for (path, want) in [("/sum", 200), ("/echo", 413)] {
         let mut c = Conn::open(p.addr).unwrap();
-        c.send(format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())
-            .unwrap();
+        c.send(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
         let _ = c.send(&body);
         assert_eq!(c.read_response(false).unwrap().status, want, "{path}");
     }
     // The location's read timeout (200 ms) ends a slow answer the upstream's 30 s allows.
     let mut c = Conn::open(p.addr).unwrap();
-    c.send(b"GET /slow?ms=5000 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    c.send(b"GET /slow?ms=5000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     assert_eq!(c.read_response(false).unwrap().status, 504);
 }
