@@ -171,7 +171,7 @@ impl Exchange {
                 conn.watch_client();
             }
         }
-        self.read_response_head(conn, up_conn, up).await
+        self.read_response_head(conn, up_conn).await
     }
 
     /// Sends the part of a buffered request body that went to the temporary file.
@@ -434,7 +434,6 @@ impl Exchange {
         &mut self,
         conn: &mut Conn<S>,
         up_conn: &mut UpConn,
-        up: &Upstream,
     ) -> Result<(), Failure> {
         let head_request = self.head.method == Method::Head;
         loop {
