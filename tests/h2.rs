@@ -51,28 +51,7 @@ fn binary() -> &'static Target {
         let cert = make_cert(&dir, &["h2.test"], None);
         let backend = common::Backend::start("h2backend");
         let port = common::free_port();
-        let config = format!(
-            r#"[runtime]
-workers = 2
-shutdown_timeout = "2s"
-
-[[server]]
-listen = ["127.0.0.1:{port}"]
-server_name = ["h2.test"]
-tls_certificate = "{cert}"
-tls_certificate_key = "{key}"
-
-  [[server.location]]
-  path = "/"
-  proxy_pass = "app"
-
-[upstream.app]
-servers = [ {{ addr = "{backend}" }} ]
-"#,
-            cert = cert.cert.display(),
-            key = cert.key.display(),
-            backend = backend.addr,
-        );
+        let config = tls_config(port, "h2.test", &cert, backend.addr, 2, None);
         let addr = format!("127.0.0.1:{port}").parse().unwrap();
         let proxy = common::Proxy::start(&config, addr);
         Target {
@@ -1318,27 +1297,7 @@ fn own_binary() -> (common::Proxy, common::Backend, Arc<rustls::ClientConfig>) {
     let cert = make_cert(&dir, &["h2.test"], None);
     let backend = common::Backend::start("drain");
     let port = common::free_port();
-    let config = format!(
-        r#"[runtime]
-workers = 1
-shutdown_timeout = "5s"
-
-[[server]]
-listen = ["127.0.0.1:{port}"]
-tls_certificate = "{cert}"
-tls_certificate_key = "{key}"
-
-  [[server.location]]
-  path = "/"
-  proxy_pass = "app"
-
-[upstream.app]
-servers = [ {{ addr = "{backend}" }} ]
-"#,
-        cert = cert.cert.display(),
-        key = cert.key.display(),
-        backend = backend.addr,
-    );
+    let config = tls_config(port, "h2.test", &cert, backend.addr, 1, None);
     let proxy = common::Proxy::start(&config, format!("127.0.0.1:{port}").parse().unwrap());
     (proxy, backend, client_config(&[&cert], &[b"h2"]))
 }

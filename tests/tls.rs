@@ -461,38 +461,12 @@ fn handshake_failures_are_counted_by_reason() {
 
 // ---- Through the real binary ----
 
-/// ringlb with one TLS server block (`server_name` app.test) in front of `backend`, an
-/// admin endpoint, and `extra` lines in the server block.
-fn ringlb_tls(cert: &Cert, backend: &common::Backend, extra: &str) -> (common::Proxy, u16) {
+/// ringlb with one TLS server block (`server_name` app.test) in front of `backend`, and an
+/// admin endpoint (its port is returned).
+fn ringlb_tls(cert: &Cert, backend: &common::Backend) -> (common::Proxy, u16) {
     let port = common::free_port();
     let admin = common::free_port();
-    let config = format!(
-        r#"[runtime]
-workers = 2
-shutdown_timeout = "2s"
-
-[admin]
-listen = "127.0.0.1:{admin}"
-
-[[server]]
-listen = ["127.0.0.1:{port}"]
-server_name = ["app.test"]
-tls_certificate = "{cert}"
-tls_certificate_key = "{key}"
-{extra}
-
-  [[server.location]]
-  path = "/"
-  proxy_pass = "app"
-  proxy_set_header = {{ "X-Forwarded-Proto" = "$scheme" }}
-
-[upstream.app]
-servers = [ {{ addr = "{backend}" }} ]
-"#,
-        cert = cert.cert.display(),
-        key = cert.key.display(),
-        backend = backend.addr,
-    );
+    let config = tls_config(port, "app.test", cert, backend.addr, 2, Some(admin));
     let proxy = common::Proxy::start(&config, format!("127.0.0.1:{port}").parse().unwrap());
     (proxy, admin)
 }
@@ -533,7 +507,7 @@ fn https_and_http2_through_the_proxy_with_scheme_metrics_and_resumption() {
     let dir = temp_dir();
     let cert = make_cert(&dir, &["app.test"], None);
     let backend = common::Backend::start("tls-backend");
-    let (proxy, admin) = ringlb_tls(&cert, &backend, "");
+    let (proxy, admin) = ringlb_tls(&cert, &backend);
     let port = proxy.addr.port();
 
     let text = |b: Vec<u8>| String::from_utf8_lossy(&b).to_string();
@@ -641,7 +615,7 @@ fn sighup_rotates_the_certificate_under_load_with_no_failed_request() {
     let dir = temp_dir();
     let old = make_cert(&dir, &["app.test"], None);
     let backend = common::Backend::start("rotate");
-    let (proxy, _) = ringlb_tls(&old, &backend, "");
+    let (proxy, _) = ringlb_tls(&old, &backend);
     let port = proxy.addr.port();
     let new = make_cert(&dir, &["app.test"], None);
     let cfg = client_config(&[&old, &new], &[b"http/1.1"]);
@@ -702,7 +676,7 @@ fn a_wrong_key_is_refused_on_reload_and_the_old_certificate_stays() {
     let cert = make_cert(&dir, &["app.test"], None);
     let other = make_cert(&dir, &["app.test"], None);
     let backend = common::Backend::start("kept");
-    let (proxy, _) = ringlb_tls(&cert, &backend, "");
+    let (proxy, _) = ringlb_tls(&cert, &backend);
     let port = proxy.addr.port();
     let original_key = std::fs::read(&cert.key).unwrap();
     std::fs::copy(&other.key, &cert.key).unwrap();
@@ -888,7 +862,7 @@ fn websocket_upgrade_is_tunnelled_over_tls() {
     let dir = temp_dir();
     let cert = make_cert(&dir, &["app.test"], None);
     let backend = common::Backend::start("ws");
-    let (proxy, _) = ringlb_tls(&cert, &backend, "");
+    let (proxy, _) = ringlb_tls(&cert, &backend);
     let cfg = client_config(&[&cert], &[b"http/1.1"]);
     let mut c = connect(proxy.addr, &cfg, "app.test");
     c.write_all(b"GET /ws HTTP/1.1\r\nhost: app.test\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n")

@@ -390,3 +390,42 @@ pub fn tool(name: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+/// A ringlb configuration for the binary tests: `workers` workers, one TLS server block on
+/// 127.0.0.1:`port` named `name` with `cert`, proxying `/` to `backend` with
+/// `X-Forwarded-Proto: $scheme`, and an admin endpoint on `admin` when given.
+pub fn tls_config(
+    port: u16,
+    name: &str,
+    cert: &Cert,
+    backend: SocketAddr,
+    workers: usize,
+    admin: Option<u16>,
+) -> String {
+    let admin = admin.map_or(String::new(), |a| {
+        format!("[admin]\nlisten = \"127.0.0.1:{a}\"\n")
+    });
+    format!(
+        r#"[runtime]
+workers = {workers}
+shutdown_timeout = "5s"
+
+{admin}
+[[server]]
+listen = ["127.0.0.1:{port}"]
+server_name = ["{name}"]
+tls_certificate = "{cert}"
+tls_certificate_key = "{key}"
+
+  [[server.location]]
+  path = "/"
+  proxy_pass = "app"
+  proxy_set_header = {{ "X-Forwarded-Proto" = "$scheme" }}
+
+[upstream.app]
+servers = [ {{ addr = "{backend}" }} ]
+"#,
+        cert = cert.cert.display(),
+        key = cert.key.display(),
+    )
+}
