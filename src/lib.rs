@@ -14,6 +14,7 @@
 //! - [`metrics`]: per-worker counters and how they are summed.
 //! - [`sys`]: the raw socket system calls made outside monoio (one home for their `unsafe`).
 //! - [`access_log`]: per-worker access log buffers and the thread that writes them.
+//! - [`realip`]: the real client address behind trusted proxies (`real_ip_from`).
 
 pub mod access_log;
 pub mod admin;
@@ -23,6 +24,7 @@ pub mod http;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;
+pub mod realip;
 pub mod runtime;
 pub mod sys;
 pub mod upstream;
