@@ -7,6 +7,7 @@
 //! - [`runtime`]: worker threads (pinned, one monoio runtime each), listeners, shutdown.
 //! - [`proxy`]: one client connection: read request, route, forward, stream back.
 //! - [`http`]: request/response heads, body framing, header rewriting.
+//! - [`files`]: static files (`root`/`alias`): resolution, validators, ranges, zero-copy sends.
 //! - [`upstream`]: the published snapshot of upstreams, servers' live state, balancing.
 //! - [`pool`]: the per-worker idle upstream connection pool.
 //! - [`control`]: the control thread: health checks, reloads, publishing snapshots.
@@ -20,6 +21,7 @@ pub mod access_log;
 pub mod admin;
 pub mod config;
 pub mod control;
+pub mod files;
 pub mod http;
 pub mod metrics;
 pub mod pool;
