@@ -113,17 +113,20 @@ async fn open_file(dir: &Arc<OwnedFd>, rel: &[u8]) -> io::Result<File> {
             r => return r,
         }
     }
-    // Not all in the caches: io_uring opens it without holding the worker; on epoll the
-    // worker waits for the disk, as nginx does without `aio threads`.
-    let r = if monoio::utils::is_legacy() {
-        openat2(dir.as_raw_fd(), &c, RESOLVE)
-    } else {
-        let rel = Path::new(std::ffi::OsStr::from_bytes(rel));
-        File::open_at2(dir.clone(), rel, OPEN_FLAGS, RESOLVE).await
-    };
-    match r {
+    match open_uncached(dir, &c).await {
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => no_openat2(dir, rel, e),
         r => r,
+    }
+}
+
+/// The open of a path not all in the caches: io_uring opens it without holding the worker;
+/// on epoll the worker waits for the disk, as nginx does without `aio threads`.
+pub(super) async fn open_uncached(dir: &Arc<OwnedFd>, rel: &CString) -> io::Result<File> {
+    if monoio::utils::is_legacy() {
+        openat2(dir.as_raw_fd(), rel, RESOLVE)
+    } else {
+        let rel = Path::new(std::ffi::OsStr::from_bytes(rel.as_bytes()));
+        File::open_at2(dir.clone(), rel, OPEN_FLAGS, RESOLVE).await
     }
 }
 

@@ -360,6 +360,35 @@ fn nothing_outside_the_directory_is_reachable() {
     });
 }
 
+/// The slow open (the ring's openat2 on io_uring, the blocking call on epoll), which cached
+/// paths never reach: the same verdicts as the fast one.
+#[test]
+fn the_uncached_open_keeps_to_the_directory() {
+    let t = tree();
+    let dir = std::sync::Arc::new(open::open_dir(&t.root).unwrap());
+    on_both(|| async {
+        let open = |p: &str| {
+            let c = std::ffi::CString::new(p).unwrap();
+            let dir = dir.clone();
+            async move { open::open_uncached(&dir, &c).await.map(|_| ()) }
+        };
+        for good in ["static/a.css", "static/inside.css", "sub", "."] {
+            open(good).await.unwrap();
+        }
+        for bad in [
+            "out.txt",
+            "abs.txt",
+            "updir/secret.txt",
+            "../secret.txt",
+            "magic",
+            "nope",
+        ] {
+            let e = open(bad).await.unwrap_err();
+            assert_eq!(super::error_status(&e, bad.as_bytes()), 404, "{bad}: {e}");
+        }
+    });
+}
+
 #[test]
 fn the_fallback_walk_refuses_every_symlink() {
     let t = tree();
