@@ -15,123 +15,90 @@
 //! IPv4, so that `ip_hash` and the access log see one spelling per client.
 
 use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr;
 
 use ipnet::IpNet;
 
-/// Where the real address is read from (`real_ip_header`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// A request header, by its lower-case name ("x-forwarded-for", "x-real-ip", ...).
-    /// Every occurrence counts, in order, as one comma-separated list (as nginx joins
-    /// repeated `X-Forwarded-For` lines).
-    Header(String),
-    /// The source address of the connection's PROXY protocol header.
-    ProxyProtocol,
-}
+use crate::config::{RealIpHeader, VirtualServer};
+use crate::http::request::RequestHead;
 
-impl Source {
-    /// From the configured `real_ip_header` value (case-insensitive).
-    pub fn parse(value: &str) -> Source {
-        if value.eq_ignore_ascii_case("proxy_protocol") {
-            Source::ProxyProtocol
-        } else {
-            Source::Header(value.to_ascii_lowercase())
-        }
-    }
-}
-
-/// One `real_ip_from` entry: an address or a CIDR range, IPv4 or IPv6.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Trusted(IpNet);
-
-/// Why a `real_ip_from` entry cannot be used; the message says how to write it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not an address or CIDR range (e.g. \"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\", \"::1\")")]
-pub struct BadTrusted(pub String);
-
-impl FromStr for Trusted {
-    type Err = BadTrusted;
-
-    fn from_str(s: &str) -> Result<Trusted, BadTrusted> {
-        let net = match s.parse::<IpNet>() {
-            Ok(net) => net,
-            Err(_) => IpNet::from(s.parse::<IpAddr>().map_err(|_| BadTrusted(s.into()))?),
-        };
-        // A range written with host bits set ("10.1.2.3/8") means its network, as in
-        // nginx (which warns that the low bits are meaningless).
-        Ok(Trusted(net.trunc()))
-    }
-}
-
-impl std::fmt::Display for Trusted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// The `real_ip_from` list with the `real_ip_header` it applies to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RealIp {
-    pub trusted: Vec<Trusted>,
-    pub source: Source,
-}
-
-/// A client address found by [`RealIp`]. `port` is the port written with the address
-/// (`[2001:db8::1]:443`, `192.0.2.1:5000`, or the PROXY header's), if any.
+/// A client address found behind trusted proxies. `port` is the port written with the
+/// address (`[2001:db8::1]:443`, `192.0.2.1:5000`, or the PROXY header's), if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Client {
     pub ip: IpAddr,
     pub port: Option<u16>,
 }
 
-impl RealIp {
-    /// Whether `ip` is in the trusted list.
-    pub fn trusts(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.trusted.iter().any(|t| t.0.contains(&ip))
+/// The real client of a request on a connection from `peer` per the server block's
+/// `real_ip_from` / `real_ip_header`: `proxied` is the source address of the connection's
+/// PROXY protocol header, if it had one. `None`: keep the peer (realip off, an untrusted
+/// peer, no usable address).
+pub fn for_request(
+    vs: &VirtualServer,
+    peer: IpAddr,
+    proxied: Option<SocketAddr>,
+    head: &RequestHead,
+    buf: &[u8],
+) -> Option<Client> {
+    if vs.real_ip_from.is_empty() {
+        return None;
     }
-
-    /// The client behind `peer` according to the header values (every occurrence of the
-    /// configured header, in order; the PROXY header's source for
-    /// [`Source::ProxyProtocol`], which [`RealIp::from_proxy_protocol`] wraps). `None`:
-    /// keep the peer (an untrusted peer, no header, or a malformed last entry).
-    pub fn client<'a>(
-        &self,
-        peer: IpAddr,
-        values: impl DoubleEndedIterator<Item = &'a [u8]>,
-    ) -> Option<Client> {
-        if !self.trusts(peer) {
-            return None;
+    match &vs.real_ip_header {
+        RealIpHeader::ProxyProtocol => from_proxy_protocol(&vs.real_ip_from, peer, proxied?),
+        RealIpHeader::Header(name) => {
+            let values = head
+                .headers
+                .iter()
+                .filter(|h| h.name(buf).eq_ignore_ascii_case(name.as_bytes()))
+                .map(|h| h.value(buf));
+            client(&vs.real_ip_from, peer, values)
         }
-        let mut found = None;
-        // Right to left over the values, and within each value over its entries.
-        for value in values.rev() {
-            for entry in value.rsplit(|&b| b == b',') {
-                let entry = crate::http::trim(entry);
-                if entry.is_empty() {
-                    continue; // "a, , b" and trailing commas: nginx skips them too
-                }
-                let Some(client) = parse_entry(entry) else {
-                    return found;
-                };
-                found = Some(client);
-                if !self.trusts(client.ip) {
-                    return found;
-                }
+    }
+}
+
+/// Whether `ip` is in the trusted list (a v4-mapped IPv6 address as its IPv4 address).
+pub fn trusts(trusted: &[IpNet], ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    trusted.iter().any(|t| t.contains(&ip))
+}
+
+/// The client behind `peer` according to the header values (every occurrence of the
+/// configured header, in order). `None`: keep the peer (an untrusted peer, no header, or a
+/// malformed last entry).
+pub fn client<'a>(
+    trusted: &[IpNet],
+    peer: IpAddr,
+    values: impl DoubleEndedIterator<Item = &'a [u8]>,
+) -> Option<Client> {
+    if !trusts(trusted, peer) {
+        return None;
+    }
+    let mut found = None;
+    // Right to left over the values, and within each value over its entries.
+    for value in values.rev() {
+        for entry in value.rsplit(|&b| b == b',') {
+            let entry = crate::http::trim(entry);
+            if entry.is_empty() {
+                continue; // "a, , b" and trailing commas: nginx skips them too
+            }
+            let Some(client) = parse_entry(entry) else {
+                return found;
+            };
+            found = Some(client);
+            if !trusts(trusted, client.ip) {
+                return found;
             }
         }
-        found
     }
+    found
+}
 
-    /// [`RealIp::client`] for `real_ip_header = "proxy_protocol"`: the PROXY header's
-    /// source replaces a trusted peer.
-    pub fn from_proxy_protocol(&self, peer: IpAddr, source: SocketAddr) -> Option<Client> {
-        self.trusts(peer).then_some(Client {
-            ip: source.ip().to_canonical(),
-            port: Some(source.port()),
-        })
-    }
+/// `real_ip_header = "proxy_protocol"`: the PROXY header's source replaces a trusted peer.
+pub fn from_proxy_protocol(trusted: &[IpNet], peer: IpAddr, source: SocketAddr) -> Option<Client> {
+    trusts(trusted, peer).then_some(Client {
+        ip: source.ip().to_canonical(),
+        port: Some(source.port()),
+    })
 }
 
 /// One list entry: `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`, `[2001:db8::1]`,
@@ -162,79 +129,60 @@ fn parse_entry(entry: &[u8]) -> Option<Client> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::request;
 
-    fn real(trusted: &[&str], header: &str) -> RealIp {
-        RealIp {
-            trusted: trusted.iter().map(|t| t.parse().unwrap()).collect(),
-            source: Source::parse(header),
-        }
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter()
+            .map(|t| {
+                t.parse::<IpNet>()
+                    .unwrap_or_else(|_| IpNet::from(t.parse::<IpAddr>().unwrap()))
+            })
+            .collect()
     }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
-    fn client(r: &RealIp, peer: &str, values: &[&str]) -> Option<String> {
-        r.client(ip(peer), values.iter().map(|v| v.as_bytes()))
-            .map(|c| match c.port {
-                Some(p) => format!("{} {p}", c.ip),
-                None => c.ip.to_string(),
-            })
+    fn walk(trusted: &[&str], peer: &str, values: &[&str]) -> Option<String> {
+        client(
+            &nets(trusted),
+            ip(peer),
+            values.iter().map(|v| v.as_bytes()),
+        )
+        .map(|c| match c.port {
+            Some(p) => format!("{} {p}", c.ip),
+            None => c.ip.to_string(),
+        })
     }
 
+    const T: &[&str] = &["10.0.0.0/8"];
+
     #[test]
-    fn trusted_entries_parse_as_addresses_and_ranges() {
-        let r = real(
-            &[
-                "10.0.0.0/8",
-                "192.0.2.7",
-                "2001:db8::/32",
-                "::1",
-                "172.16.5.4/12",
-            ],
-            "X-Forwarded-For",
-        );
-        assert!(r.trusts(ip("10.200.0.1")));
-        assert!(r.trusts(ip("192.0.2.7")));
-        assert!(!r.trusts(ip("192.0.2.8")));
-        assert!(r.trusts(ip("2001:db8:ffff::1")));
-        assert!(!r.trusts(ip("2001:db9::1")));
-        assert!(r.trusts(ip("::1")));
-        // Host bits are dropped: 172.16.5.4/12 is 172.16.0.0/12.
-        assert!(r.trusts(ip("172.31.255.255")));
-        assert_eq!(r.trusted[4].to_string(), "172.16.0.0/12");
-        // A v4-mapped v6 peer matches v4 ranges.
-        assert!(r.trusts(ip("::ffff:10.1.2.3")));
-        assert!(!r.trusts(ip("::ffff:11.1.2.3")));
-        for bad in [
-            "10.0.0.0/33",
-            "10.0.0",
-            "localhost",
-            "",
-            "::1/129",
-            "10.0.0.0/",
-        ] {
-            let e = bad.parse::<Trusted>().unwrap_err();
-            assert!(e.to_string().contains("e.g."), "{e}");
-        }
-        assert_eq!(
-            Source::parse("X-Real-IP"),
-            Source::Header("x-real-ip".into())
-        );
-        assert_eq!(Source::parse("PROXY_protocol"), Source::ProxyProtocol);
+    fn trusted_ranges_match_v4_v6_and_mapped() {
+        let t = nets(&["10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1"]);
+        assert!(trusts(&t, ip("10.200.0.1")));
+        assert!(trusts(&t, ip("192.0.2.7")));
+        assert!(!trusts(&t, ip("192.0.2.8")));
+        assert!(trusts(&t, ip("2001:db8:ffff::1")));
+        assert!(!trusts(&t, ip("2001:db9::1")));
+        assert!(trusts(&t, ip("::1")));
+        // A v4-mapped v6 peer (a dual-stack socket's IPv4 client) matches v4 ranges.
+        assert!(trusts(&t, ip("::ffff:10.1.2.3")));
+        assert!(!trusts(&t, ip("::ffff:11.1.2.3")));
+        assert!(!trusts(&[], ip("10.0.0.1")));
     }
 
     #[test]
     fn the_client_is_the_last_untrusted_address() {
-        let r = real(&["10.0.0.0/8"], "X-Forwarded-For");
         assert_eq!(
-            client(&r, "10.0.0.1", &["203.0.113.9, 10.0.0.5"]).as_deref(),
+            walk(T, "10.0.0.1", &["203.0.113.9, 10.0.0.5"]).as_deref(),
             Some("203.0.113.9")
         );
         // A proxy chain: everything trusted up to the client.
         assert_eq!(
-            client(
-                &r,
+            walk(
+                T,
                 "10.0.0.1",
                 &["198.51.100.1, 203.0.113.9,10.2.2.2 , 10.0.0.5"]
             )
@@ -243,41 +191,41 @@ mod tests {
         );
         // Repeated header lines are one list, the last line being the nearest hop.
         assert_eq!(
-            client(&r, "10.0.0.1", &["203.0.113.9", "10.3.3.3"]).as_deref(),
+            walk(T, "10.0.0.1", &["203.0.113.9", "10.3.3.3"]).as_deref(),
             Some("203.0.113.9")
         );
         // Every address trusted: the leftmost.
         assert_eq!(
-            client(&r, "10.0.0.1", &["10.9.9.9, 10.0.0.5"]).as_deref(),
+            walk(T, "10.0.0.1", &["10.9.9.9, 10.0.0.5"]).as_deref(),
             Some("10.9.9.9")
         );
         // Ports and brackets, v6 and v4-mapped clients.
         assert_eq!(
-            client(&r, "10.0.0.1", &["[2001:db8::7]:4431"]).as_deref(),
+            walk(T, "10.0.0.1", &["[2001:db8::7]:4431"]).as_deref(),
             Some("2001:db8::7 4431")
         );
         assert_eq!(
-            client(&r, "10.0.0.1", &["192.0.2.1:80"]).as_deref(),
+            walk(T, "10.0.0.1", &["192.0.2.1:80"]).as_deref(),
             Some("192.0.2.1 80")
         );
         assert_eq!(
-            client(&r, "10.0.0.1", &["::ffff:192.0.2.1"]).as_deref(),
+            walk(T, "10.0.0.1", &["::ffff:192.0.2.1"]).as_deref(),
             Some("192.0.2.1")
         );
         assert_eq!(
-            client(&r, "::ffff:10.0.0.1", &["[2001:db8::7]"]).as_deref(),
+            walk(T, "::ffff:10.0.0.1", &["[2001:db8::7]"]).as_deref(),
             Some("2001:db8::7")
         );
         // Empty list items are skipped.
         assert_eq!(
-            client(&r, "10.0.0.1", &[" 192.0.2.3 ,, ,"]).as_deref(),
+            walk(T, "10.0.0.1", &[" 192.0.2.3 ,, ,"]).as_deref(),
             Some("192.0.2.3")
         );
     }
 
     #[test]
     fn a_spoofed_header_from_an_untrusted_peer_is_never_believed() {
-        let r = real(&["10.0.0.0/8", "::1"], "X-Forwarded-For");
+        let t = &["10.0.0.0/8", "::1"];
         for spoof in [
             "10.0.0.2",
             "127.0.0.1",
@@ -285,27 +233,26 @@ mod tests {
             "::1",
             "1.1.1.1",
         ] {
-            assert_eq!(client(&r, "198.51.100.200", &[spoof]), None, "{spoof}");
-            assert_eq!(client(&r, "2001:db8::5", &[spoof]), None, "{spoof}");
+            assert_eq!(walk(t, "198.51.100.200", &[spoof]), None, "{spoof}");
+            assert_eq!(walk(t, "2001:db8::5", &[spoof]), None, "{spoof}");
         }
         // From a trusted proxy, what the client wrote to the left of its own address
         // is ignored: the proxy appended the client's real address last.
         assert_eq!(
-            client(&r, "10.0.0.1", &["10.0.0.2, 127.0.0.1, 198.51.100.200"]).as_deref(),
+            walk(t, "10.0.0.1", &["10.0.0.2, 127.0.0.1, 198.51.100.200"]).as_deref(),
             Some("198.51.100.200")
         );
         // Without a header, nothing changes.
-        assert_eq!(client(&r, "10.0.0.1", &[]), None);
+        assert_eq!(walk(t, "10.0.0.1", &[]), None);
     }
 
     #[test]
     fn a_malformed_entry_stops_the_walk() {
-        let r = real(&["10.0.0.0/8"], "X-Forwarded-For");
         // The last entry malformed: nothing found, the peer stays.
-        assert_eq!(client(&r, "10.0.0.1", &["203.0.113.9, unknown"]), None);
+        assert_eq!(walk(T, "10.0.0.1", &["203.0.113.9, unknown"]), None);
         // A malformed entry after trusted ones: the last good one to its right.
         assert_eq!(
-            client(&r, "10.0.0.1", &["203.0.113.9, garbage, 10.4.4.4"]).as_deref(),
+            walk(T, "10.0.0.1", &["203.0.113.9, garbage, 10.4.4.4"]).as_deref(),
             Some("10.4.4.4")
         );
         for bad in [
@@ -320,23 +267,50 @@ mod tests {
         }
     }
 
-    #[test]
-    fn x_real_ip_and_proxy_protocol() {
-        let r = real(&["192.0.2.0/24"], "X-Real-IP");
-        assert_eq!(
-            client(&r, "192.0.2.10", &["198.51.100.4"]).as_deref(),
-            Some("198.51.100.4")
+    fn server(toml_extra: &str) -> VirtualServer {
+        let text = format!(
+            "[[server]]\nlisten = [\"127.0.0.1:8080\"]\n{toml_extra}\n[[server.location]]\npath = \"/\"\nproxy_pass = \"u\"\n[upstream.u]\nservers = [{{ addr = \"127.0.0.1:9\" }}]\n"
         );
-        assert_eq!(client(&r, "198.51.100.9", &["198.51.100.4"]), None);
-        let pp = real(&["192.0.2.0/24"], "proxy_protocol");
+        let cfg = crate::config::parse(&text, std::path::Path::new("t.toml"))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        cfg.servers[0].clone()
+    }
+
+    #[test]
+    fn for_request_reads_the_configured_source() {
+        let raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.1, 10.1.1.1\r\nX-Real-IP: 198.51.100.2\r\nx-forwarded-for: 10.2.2.2\r\n\r\n";
+        let mut head = RequestHead::default();
+        assert!(request::parse(raw, &mut head).unwrap());
+        let trusted = ip("10.0.0.9");
+        let xff = server("real_ip_from = [\"10.0.0.0/8\"]\nreal_ip_header = \"X-Forwarded-For\"");
+        assert_eq!(
+            for_request(&xff, trusted, None, &head, raw).map(|c| c.ip),
+            Some(ip("203.0.113.1"))
+        );
+        assert_eq!(for_request(&xff, ip("192.0.2.1"), None, &head, raw), None);
+        let real = server("real_ip_from = [\"10.0.0.0/8\"]\nreal_ip_header = \"X-Real-IP\"");
+        assert_eq!(
+            for_request(&real, trusted, None, &head, raw).map(|c| c.ip),
+            Some(ip("198.51.100.2"))
+        );
+        let pp = server(
+            "proxy_protocol = true\nreal_ip_from = [\"10.0.0.0/8\"]\nreal_ip_header = \"proxy_protocol\"",
+        );
         let src: SocketAddr = "[::ffff:203.0.113.1]:5555".parse().unwrap();
         assert_eq!(
-            pp.from_proxy_protocol(ip("192.0.2.1"), src),
+            for_request(&pp, trusted, Some(src), &head, raw),
             Some(Client {
                 ip: ip("203.0.113.1"),
                 port: Some(5555)
             })
         );
-        assert_eq!(pp.from_proxy_protocol(ip("198.51.100.1"), src), None);
+        assert_eq!(
+            for_request(&pp, ip("192.0.2.1"), Some(src), &head, raw),
+            None
+        );
+        assert_eq!(for_request(&pp, trusted, None, &head, raw), None);
+        // Off: nothing is believed.
+        let off = server("");
+        assert_eq!(for_request(&off, trusted, None, &head, raw), None);
     }
 }

@@ -1,7 +1,7 @@
 //! Static files: a location with `root` or `alias` answers from disk instead of an upstream.
 //!
 //! # Interface
-//! At configuration load, [`Site::open`] opens the location's directory once (a descriptor
+//! At configuration load, [`Site::from_config`] opens the location's directory once (a descriptor
 //! every file of the site is opened beneath; a directory that cannot be opened is a
 //! configuration error, so a reload keeps the old configuration). The downstream connection
 //! then, per request routed to the location:
@@ -45,6 +45,7 @@ use std::time::{Duration, SystemTime};
 
 use monoio::fs::File;
 
+use crate::config::{FilesDir, FilesLoc};
 use crate::http::request::{Method, RequestHead};
 use conditional::{Conditions, Decision, Validators};
 pub use head::Reply;
@@ -85,6 +86,21 @@ pub enum SiteError {
 }
 
 impl Site {
+    /// The site of a `root`/`alias` location (`location_path` is the location's `path`,
+    /// the prefix an `alias` replaces), its directory opened now.
+    pub fn from_config(location_path: &str, f: &FilesLoc) -> Result<Site, SiteError> {
+        let (dir, mapping) = match &f.dir {
+            FilesDir::Root(dir) => (dir, Mapping::Root),
+            FilesDir::Alias(dir) => (
+                dir,
+                Mapping::Alias {
+                    prefix: location_path.to_string(),
+                },
+            ),
+        };
+        Site::open(dir, mapping, f.index.clone(), f.expires)
+    }
+
     /// Opens `path` (the `root` or `alias` directory) for the site.
     pub fn open(
         path: &Path,

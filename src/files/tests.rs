@@ -418,6 +418,29 @@ fn the_fallback_walk_refuses_every_symlink() {
 }
 
 #[test]
+fn sites_from_the_configuration() {
+    let t = tree();
+    let alias = FilesLoc {
+        dir: FilesDir::Alias(t.root.join("static/")),
+        index: vec!["index.html".into()],
+        expires: None,
+    };
+    let s = Site::from_config("/assets/", &alias).unwrap();
+    assert_eq!(
+        s.mapping,
+        Mapping::Alias {
+            prefix: "/assets/".into()
+        }
+    );
+    let root = FilesLoc {
+        dir: FilesDir::Root(t.root.clone()),
+        ..alias
+    };
+    let s = Site::from_config("/static/", &root).unwrap();
+    assert_eq!((s.mapping, s.path), (Mapping::Root, t.root.clone()));
+}
+
+#[test]
 fn site_setup_errors_name_the_problem() {
     let t = tree();
     let e = Site::open(&t.root.join("missing"), Mapping::Root, vec![], None).unwrap_err();
