@@ -1,10 +1,11 @@
 //! Static files: a location with `root` or `alias` answers from disk instead of an upstream.
 //!
 //! # Interface
-//! At configuration load, [`Site::from_config`] opens the location's directory once (a descriptor
-//! every file of the site is opened beneath; a directory that cannot be opened is a
-//! configuration error, so a reload keeps the old configuration). The downstream connection
-//! then, per request routed to the location:
+//! At configuration load, [`Sites::open`] (or [`Site::from_config`] for one location) opens
+//! each `root`/`alias` location's directory once: a descriptor every file of the site is
+//! opened beneath. A directory that cannot be opened is a configuration error, so a reload
+//! keeps the old configuration. The downstream connection then, per request routed to the
+//! location:
 //!
 //! 1. builds a [`Request`] from the parsed head ([`Request::from_head`]) and calls
 //!    [`respond`] with the normalised path (the one locations are matched on) and a
@@ -45,7 +46,7 @@ use std::time::{Duration, SystemTime};
 
 use monoio::fs::File;
 
-use crate::config::{FilesDir, FilesLoc};
+use crate::config::{Config, FilesDir, FilesLoc, Handler};
 use crate::http::request::{Method, RequestHead};
 use conditional::{Conditions, Decision, Validators};
 pub use head::Reply;
@@ -136,6 +137,38 @@ impl PartialEq for Site {
             && self.mapping == other.mapping
             && self.index == other.index
             && self.expires == other.expires
+    }
+}
+
+/// Every site of a configuration, opened together when it is loaded, so that a directory
+/// that cannot be opened fails the load (a reload then keeps the running configuration).
+#[derive(Debug, Default)]
+pub struct Sites {
+    /// Per server block, per location (in the configuration's order): the site of a
+    /// `root`/`alias` location.
+    by_location: Vec<Vec<Option<Arc<Site>>>>,
+}
+
+impl Sites {
+    pub fn open(config: &Config) -> Result<Sites, SiteError> {
+        let mut by_location = Vec::with_capacity(config.servers.len());
+        for vs in &config.servers {
+            let mut sites = Vec::with_capacity(vs.locations.len());
+            for loc in &vs.locations {
+                sites.push(match &loc.handler {
+                    Handler::Files(f) => Some(Arc::new(Site::from_config(&loc.path, f)?)),
+                    _ => None,
+                });
+            }
+            by_location.push(sites);
+        }
+        Ok(Sites { by_location })
+    }
+
+    /// The site of location `location` of server block `server` (indexes into
+    /// `Config::servers` and its `locations`).
+    pub fn get(&self, server: usize, location: usize) -> Option<&Arc<Site>> {
+        self.by_location.get(server)?.get(location)?.as_ref()
     }
 }
 
