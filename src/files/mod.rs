@@ -219,8 +219,9 @@ pub struct FileBody {
     pub len: u64,
 }
 
-/// Answers a GET or HEAD for the normalised `path` from `site`: the response head (and any
-/// short body) is appended to `out`.
+/// Answers a GET or HEAD for the normalised `path` from `site` (what locations are matched
+/// on; a query still attached is ignored): the response head (and any short body) is
+/// appended to `out`.
 pub async fn respond(
     site: &Site,
     path: &[u8],
@@ -237,6 +238,11 @@ pub async fn respond(
     if !matches!(req.method, Method::Get | Method::Head) {
         return text(out, 405, &[b"Allow: GET, HEAD\r\n"]);
     }
+    // The target as the client sent it, when it needed no normalising, still has its query.
+    let path = match path.iter().position(|&b| b == b'?') {
+        Some(q) => &path[..q],
+        None => path,
+    };
     let Some(target) = resolve::map(&site.mapping, path) else {
         return text(out, 404, &[]);
     };

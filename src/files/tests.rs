@@ -100,7 +100,8 @@ async fn ask(site: &Site, raw: &str) -> Seen {
     let mut norm = Vec::new();
     let path = match uri::normalize(target, &mut norm) {
         Ok(true) => &norm[..],
-        Ok(false) => target.split(|&b| b == b'?').next().unwrap(),
+        // As the proxy passes it: the target with its query (`respond` ignores it).
+        Ok(false) => target,
         Err(_) => {
             return Seen {
                 status: 400,
