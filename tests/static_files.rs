@@ -11,7 +11,7 @@ use std::os::unix::fs::symlink;
 
 use common::client::{Conn, Response};
 use common::free_port;
-use common::proxy::Proxy;
+use common::Proxy;
 
 const SECRET: &str = "TOP SECRET\n";
 const CSS: &str = "body { color: red }\n";
