@@ -232,6 +232,11 @@ struct Stack {
 impl Stack {
     /// Starts the stack; `server_extra` goes into ringlb's `[[server]]` block.
     fn start(venv: &Path, server_extra: &str) -> Stack {
+        Stack::start_with(venv, server_extra, "")
+    }
+
+    /// ... and `location_extra` into its location.
+    fn start_with(venv: &Path, server_extra: &str, location_extra: &str) -> Stack {
         let dir = temp_dir();
         let tcp = Bind::Tcp(SocketAddr::from(([127, 0, 0, 1], free_port())));
         let unix = Bind::Unix(dir.join("gunicorn.sock"));
@@ -261,6 +266,7 @@ server_name = ["{HOST}"]
   path = "/"
   proxy_pass = "django"
   proxy_set_header = {{ "X-Real-IP" = "$remote_addr", "X-Forwarded-For" = "$proxy_add_x_forwarded_for" }}
+  {location_extra}
 
 [upstream.django]
 read_timeout = "30s"
@@ -436,14 +442,14 @@ fn csrf_protected_form_post_with_host_preserved() {
     );
 }
 
-#[test]
-fn ten_mib_upload_with_content_length_reaches_django_whole() {
+/// Two 10 MiB uploads framed as given: Django reports the hash and length of what it read.
+fn uploads_reach_django_whole(framing: Framing, seed: u64) {
     let Some(venv) = venv() else { return };
     let s = Stack::start(&venv, "");
-    let body = Arc::new(body_of(10 * MIB, 7));
+    let body = Arc::new(body_of(10 * MIB, seed));
     let want = sha256_hex(&body);
     for _ in 0..2 {
-        let r = upload(s.addr(), &body, Framing::Length);
+        let r = upload(s.addr(), &body, framing);
         assert_eq!(r.status, 200, "{}", r.text());
         let v = json(&r);
         assert_eq!(v["length"], body.len());
@@ -451,21 +457,17 @@ fn ten_mib_upload_with_content_length_reaches_django_whole() {
     }
 }
 
+#[test]
+fn ten_mib_upload_with_content_length_reaches_django_whole() {
+    uploads_reach_django_whole(Framing::Length, 7);
+}
+
 /// WSGI reads CONTENT_LENGTH: a chunked upload must reach Django re-framed with a length,
-/// which only a proxy that buffers the request body can do.
+/// which only a proxy that buffers the request body can do (forwarded chunked, Django
+/// would read nothing).
 #[test]
 fn ten_mib_chunked_upload_reaches_django_whole() {
-    let Some(venv) = venv() else { return };
-    let s = Stack::start(&venv, "");
-    let body = Arc::new(body_of(10 * MIB, 11));
-    let want = sha256_hex(&body);
-    for _ in 0..2 {
-        let r = upload(s.addr(), &body, Framing::Chunked);
-        assert_eq!(r.status, 200, "{}", r.text());
-        let v = json(&r);
-        assert_eq!(v["length"], body.len());
-        assert_eq!(v["sha256"], want.as_str());
-    }
+    uploads_reach_django_whole(Framing::Chunked, 11);
 }
 
 #[test]
@@ -544,10 +546,9 @@ fn forwarded_for_from_a_trusted_proxy_names_the_client() {
 /// Django refuses a POST without reading its body (here a view; CSRF failures, 405s and
 /// login redirects behave the same): Gunicorn answers and closes while ringlb may still be
 /// sending. The client must get that 403, and no server may be blamed for it.
-#[test]
-fn an_early_403_reaches_the_client_and_blames_no_server() {
+fn early_403s_reach_the_client(location_extra: &str) {
     let Some(venv) = venv() else { return };
-    let s = Stack::start(&venv, "");
+    let s = Stack::start_with(&venv, "", location_extra);
     for (size, framing) in [
         (10 * 1024, Framing::Length),
         (MIB, Framing::Length),
@@ -571,6 +572,20 @@ fn an_early_403_reaches_the_client_and_blames_no_server() {
         seen.insert(r.header("x-backend").unwrap().to_string());
     }
     assert_eq!(seen.len(), 2, "both instances still serve: {seen:?}");
+}
+
+/// With request buffering (the default) the body is read from the client first, and the
+/// early answer comes while ringlb sends it on to Gunicorn.
+#[test]
+fn an_early_403_reaches_the_client_and_blames_no_server() {
+    early_403s_reach_the_client("");
+}
+
+/// Streaming the body (`proxy_request_buffering = false`): the answer comes while the client
+/// is still sending.
+#[test]
+fn an_early_403_reaches_a_client_still_sending_and_blames_no_server() {
+    early_403s_reach_the_client("proxy_request_buffering = false");
 }
 
 /// The unix-socket Gunicorn is killed (SIGKILL, master and workers) under a steady load of
