@@ -58,9 +58,8 @@ pub use send::{copy_body, send_body, SendError};
 
 /// Bodies up to this size are read into `out` behind the head, so the whole response goes
 /// out in one send. Measured (`benches/file_send.rs`, CPU per file): at 16 KiB read + write
-/// cost 5-7 us against 7.5-8 us for splice or sendfile, at 64 KiB the zero-copy send was
-/// already as cheap or cheaper (13 against 25 us on io_uring); and the head's own send is
-/// saved too.
+/// cost 4-6.5 us against 6-10 us for splice or sendfile in every run; at 64 KiB the two were
+/// within the noise of each other. The head's own send is saved too.
 pub const INLINE_MAX: u64 = 16 * 1024;
 
 /// A location that serves files: its directory (open), how paths map into it, its index

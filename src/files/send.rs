@@ -4,12 +4,16 @@
 //! writability. [`copy_body`] is the plain read + write, for streams the kernel cannot
 //! splice into (TLS without kTLS) and for comparison.
 //!
-//! Measured with `benches/file_send.rs` (1 MiB to a loopback reader, CPU of the whole
-//! process per file, lowest of 7 runs on the shared 2-core machine): io_uring splice 185-260
-//! us, read + write 385-440 us; epoll sendfile 300-480 us, read + write 390-430 us.
-//! sendfile on the io_uring driver (socket made non-blocking for the send, POLLOUT on the
-//! ring after EAGAIN) cost 460-500 us and was dropped. Bodies of small files never get here:
-//! `respond` reads them into the head's buffer (see `INLINE_MAX`).
+//! Measured with `benches/file_send.rs` (a file sent to a loopback reader; CPU of the whole
+//! process, kernel worker threads included, per file; lowest of 7 runs, on the shared 2-core
+//! machine under a load average of 7-13, so the spread between runs is wide): for 1 MiB,
+//! io_uring splice 260-670 us against 350-445 us for read + write, epoll sendfile 300-480 us
+//! against 340-580 us: no reliable CPU difference at that size here. The zero-copy path is
+//! kept because it needs no buffer per transfer (1,000 slow downloads through 64 KiB buffers
+//! would hold 64 MiB) and leaves the bytes in the page cache. Small files are another matter
+//! (read + write was cheaper in every run): `respond` reads them into the head's buffer (see
+//! `INLINE_MAX`). Tried and dropped: sendfile on the io_uring driver (the socket made
+//! non-blocking for the send, POLLOUT on the ring after EAGAIN), 460-500 us.
 //!
 //! Timeouts are the proxy's: each step that waits on the client is watched by the worker's
 //! watchdog with the deadline given (between two steps, as nginx's `send_timeout`), which
@@ -93,8 +97,8 @@ async fn splice_body(
         let armed = Watch::both(Instant::now() + timeout).arm(fd);
         let mut left = n;
         let r = loop {
-            // Splice into a socket runs on a kernel worker thread and blocks it while the
-            // socket is full: waiting for room first keeps a slow client from holding one
+            // A splice into a socket runs on a kernel worker thread (io-wq) and blocks it while
+            // the socket is full: waiting for room first keeps a slow client from holding one
             // (50 stalled clients held 50 threads without this wait, 4 with it).
             if let Err(e) = socket.writable(false).await {
                 break Err(e);
