@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ringlb::config::{Balance, UpstreamCfg};
-use ringlb::upstream::balance::bench_support::{server, snapshot, upstream_cfg};
 use ringlb::upstream::balance::release;
+use ringlb::upstream::bench_support::{server, snapshot, upstream_cfg};
 use ringlb::upstream::{PickInput, Selector, Snapshot, Tried, Upstream};
 
 const SIZES: [usize; 3] = [3, 30, 300];

@@ -16,6 +16,7 @@
 //! - [`sys`]: the raw socket system calls made outside monoio (one home for their `unsafe`).
 //! - [`access_log`]: per-worker access log buffers and the thread that writes them.
 //! - [`realip`]: the real client address behind trusted proxies (`real_ip_from`).
+//! - [`import_nginx`]: `ringlb import-nginx`: an nginx configuration -> ringlb's TOML.
 
 pub mod access_log;
 pub mod admin;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod control;
 pub mod files;
 pub mod http;
+pub mod import_nginx;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;

@@ -26,10 +26,19 @@ struct Cli {
 enum Command {
     /// Validate the configuration and print a summary (exit 0), or every error (exit 1).
     Check,
+    /// Print the ringlb configuration equivalent to an nginx one (and its includes) on
+    /// stdout; list every directive not carried over on stderr.
+    ImportNginx {
+        /// nginx.conf, or a file of server blocks.
+        path: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::ImportNginx { path }) = &cli.command {
+        return import_nginx(path);
+    }
     if let Some(Command::Check) = cli.command {
         let (text, ok) = config::check(&cli.config);
         if ok {
@@ -88,6 +97,35 @@ fn main() -> ExitCode {
     tracing::info!("stopped");
     drop(pid_file);
     ExitCode::SUCCESS
+}
+
+/// `ringlb import-nginx PATH`: exit 0 when a configuration with at least one server block
+/// came out.
+fn import_nginx(path: &std::path::Path) -> ExitCode {
+    match ringlb::import_nginx::import(path) {
+        Ok(imported) => {
+            print!("{}", imported.toml);
+            for n in &imported.notes {
+                eprintln!("{n}");
+            }
+            if imported.servers == 0 {
+                eprintln!(
+                    "ringlb: {}: no server block could be carried over",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+            eprintln!(
+                "ringlb: {} directive(s) not carried over (listed above); check the result with `ringlb check -c FILE`",
+                imported.notes.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringlb: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Levels `RINGLB_LOG` takes by name (`off` and `trace` beyond the documented four).

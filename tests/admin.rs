@@ -353,7 +353,7 @@ fn lines(path: &Path, n: usize) -> Vec<String> {
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let l: Vec<String> = text.lines().map(String::from).collect();
-        if l.len() >= n || start.elapsed() > Duration::from_secs(5) {
+        if l.len() >= n || start.elapsed() > Duration::from_secs(30) {
             return l;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -464,7 +464,7 @@ fn access_log_has_one_line_per_request_and_sigusr1_reopens_it() {
     s.proxy.signal(libc::SIGUSR1);
     assert!(s
         .proxy
-        .wait_log("access logs reopened", Duration::from_secs(5)));
+        .wait_log("access logs reopened", Duration::from_secs(30)));
     for _ in 0..3 {
         assert_eq!(get(s.addr, "/after").unwrap().status, 200);
     }

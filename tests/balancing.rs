@@ -11,6 +11,9 @@ use common::client::Conn;
 use common::proxy::{server, simple_config, start_with};
 use common::{free_port, load, Backend, Behavior, Proxy};
 
+/// How long a test waits for an event that takes a fraction of a second on an idle machine.
+const PATIENCE: Duration = Duration::from_secs(30);
+
 fn backends(n: usize) -> Vec<Backend> {
     (0..n).map(|i| Backend::start(&format!("b{i}"))).collect()
 }
@@ -160,8 +163,8 @@ fn consistent_hash_remaps_few_keys_when_one_of_ten_servers_goes() {
         extra,
     );
     p.reload(&cfg2);
-    assert!(p.wait_log("configuration reloaded", Duration::from_secs(5)));
-    std::thread::sleep(Duration::from_millis(100));
+    // Published before it is logged; the next request runs on it.
+    assert!(p.wait_event("configuration reloaded", &[("generation", "2")], PATIENCE));
     let after = map_keys(&p);
     let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
     let on_removed = before.iter().filter(|a| *a == removed).count();
@@ -198,11 +201,18 @@ fn backup_serves_only_while_every_primary_is_down() {
 
     b[0].set_behavior(Behavior::Normal);
     b[1].set_behavior(Behavior::Normal);
-    std::thread::sleep(Duration::from_millis(1200));
-    // After fail_timeout one probe request each brings the primaries back.
-    let _ = load::run(p.addr, 1, 4, "/", "");
-    let t = load::run(p.addr, 2, 50, "/", "");
-    assert_eq!(t.count("b2"), 0, "{t:?}");
+    // After fail_timeout one trial request each brings the primaries back, and the backup
+    // gets nothing again.
+    let start = std::time::Instant::now();
+    loop {
+        let t = load::run(p.addr, 2, 50, "/", "");
+        assert_eq!(t.failures, 0, "{t:?}");
+        if t.count("b2") == 0 {
+            break;
+        }
+        assert!(start.elapsed() < PATIENCE, "the backup still serves: {t:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -310,12 +320,7 @@ fn panic_threshold_spreads_over_all_when_most_health_checks_fail() {
     // Without the threshold, the two sick servers are taken out.
     let cfg = simple_config(port, &servers, "") + hc;
     let p = Proxy::start(&cfg, SocketAddr::from(([127, 0, 0, 1], port)));
-    assert!(
-        p.wait_log("down: 1 failed checks", Duration::from_secs(5)),
-        "{}",
-        p.log()
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    both_sick_servers_down(&p, &b);
     let t = load::run(p.addr, 2, 60, "/", "");
     assert_eq!(t.count("b0"), 120, "{t:?}");
     drop(p);
@@ -323,16 +328,24 @@ fn panic_threshold_spreads_over_all_when_most_health_checks_fail() {
     let port = free_port();
     let cfg = simple_config(port, &servers, "panic_threshold = 50") + hc;
     let p = Proxy::start(&cfg, SocketAddr::from(([127, 0, 0, 1], port)));
+    both_sick_servers_down(&p, &b);
     assert!(
-        p.wait_log("down: 1 failed checks", Duration::from_secs(5)),
+        p.wait_event("panic mode", &[("upstream", "app")], PATIENCE),
         "{}",
         p.log()
     );
-    std::thread::sleep(Duration::from_millis(300));
     let t = load::run(p.addr, 2, 60, "/", "");
     assert_eq!(t.failures, 0, "{t:?}");
-    assert!(p.log().contains("panic mode"), "{}", p.log());
     for name in ["b0", "b1", "b2"] {
         assert!(t.count(name) >= 30, "panic mode should spread: {t:?}");
+    }
+}
+
+/// Waits until the health check has taken both sick servers (`b[1]`, `b[2]`) down.
+fn both_sick_servers_down(p: &Proxy, b: &[Backend]) {
+    for sick in &b[1..] {
+        let fields = [("server", sick.addr.to_string()), ("state", "down".into())];
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert!(p.wait_event("", &fields, PATIENCE), "{}", p.log());
     }
 }

@@ -311,3 +311,33 @@ fn nginx_directive_names_get_a_did_you_mean_to_ringlb_keys() {
     }
     assert!(err.ends_with("has 8 errors\n"), "{err}");
 }
+
+/// The complete example of docs/configuration.md is a valid file (with its certificate and
+/// log paths moved to a scratch directory).
+#[test]
+fn the_documented_example_checks_ok() {
+    let docs = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+    )
+    .unwrap();
+    let example = docs
+        .split("## A complete example")
+        .nth(1)
+        .and_then(|s| s.split("```toml\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("a toml block after \"A complete example\"");
+    let dir = common::proxy::temp_dir();
+    for f in ["example.com.pem", "example.com.key"] {
+        std::fs::write(dir.join(f), "-----BEGIN PEM-----\n").unwrap();
+    }
+    let text = example
+        .replace("/etc/ringlb/", &format!("{}/", dir.display()))
+        .replace("/var/log/ringlb/", &format!("{}/", dir.display()));
+    let (code, out, err, _) = check_text("example.toml", &text);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("/static/ -> alias /srv/app/collected_static/"),
+        "{out}"
+    );
+    assert!(out.contains("unix:/run/gunicorn/app.sock"), "{out}");
+}

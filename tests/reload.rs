@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use common::client::Conn;
 use common::{free_port, get, Backend, Proxy};
 
+/// How long a test waits for an event that takes a fraction of a second on an idle machine.
+const PATIENCE: Duration = Duration::from_secs(30);
+
 /// A config with an admin endpoint, one server block on `listen` and upstream `app` made
 /// of `servers` (address, weight).
 fn config(listen: &[u16], admin: u16, servers: &[(SocketAddr, u32)]) -> String {
@@ -62,7 +65,7 @@ fn wait_generation(admin: SocketAddr, want: u64) {
     let start = Instant::now();
     while generation(admin) < want {
         assert!(
-            start.elapsed() < Duration::from_secs(5),
+            start.elapsed() < PATIENCE,
             "generation {want} never published"
         );
         std::thread::sleep(Duration::from_millis(5));
@@ -72,14 +75,45 @@ fn wait_generation(admin: SocketAddr, want: u64) {
 #[derive(Default)]
 struct Load {
     ok: AtomicU64,
+    /// Responses per client thread: once each has one more, every request that started
+    /// before a moment has finished.
+    per_client: [AtomicU64; CLIENTS],
     failed: AtomicU64,
     errors: Mutex<Vec<String>>,
     /// When a response from backend "c" was first seen since the last reset.
     first_c: Mutex<Option<Instant>>,
 }
 
-/// Keepalive GETs in a loop until `stop`; every error or non-200 is a failure.
-fn client(addr: SocketAddr, stop: Arc<AtomicBool>, load: Arc<Load>) {
+const CLIENTS: usize = 4;
+
+impl Load {
+    fn per_client(&self) -> Vec<u64> {
+        self.per_client
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Waits until every client has finished a request it started after this call (so
+    /// the requests in flight at the call are done).
+    fn wait_round(&self) {
+        let before = self.per_client();
+        let start = Instant::now();
+        while self
+            .per_client()
+            .iter()
+            .zip(&before)
+            .any(|(now, b)| *now < b + 2)
+        {
+            assert!(start.elapsed() < PATIENCE, "a client stalled");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Keepalive GETs in a loop until `stop`, as client number `me`; every error or non-200 is
+/// a failure.
+fn client(addr: SocketAddr, me: usize, stop: Arc<AtomicBool>, load: Arc<Load>) {
     let mut conn: Option<Conn> = None;
     let req = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
     while !stop.load(Ordering::Relaxed) {
@@ -98,6 +132,7 @@ fn client(addr: SocketAddr, stop: Arc<AtomicBool>, load: Arc<Load>) {
         match res {
             Ok(r) if r.status == 200 => {
                 load.ok.fetch_add(1, Ordering::Relaxed);
+                load.per_client[me].fetch_add(1, Ordering::Relaxed);
                 if r.header("x-backend") == Some("c") {
                     let mut f = load.first_c.lock().unwrap();
                     if f.is_none() {
@@ -143,13 +178,13 @@ fn twenty_reloads_under_load_fail_no_request_and_follow_new_weights() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let load = Arc::new(Load::default());
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|me| {
             let (stop, load) = (stop.clone(), load.clone());
-            std::thread::spawn(move || client(addr, stop, load))
+            std::thread::spawn(move || client(addr, me, stop, load))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
+    load.wait_round();
 
     let backends = [&a, &b, &c];
     let mut latencies = Vec::new();
@@ -166,7 +201,7 @@ fn twenty_reloads_under_load_fail_no_request_and_follow_new_weights() {
         wait_generation(admin, i + 2);
         if i % 2 == 1 {
             // SIGHUP -> first response from the server only the new file has.
-            let deadline = Instant::now() + Duration::from_secs(5);
+            let deadline = Instant::now() + PATIENCE;
             let seen = loop {
                 if let Some(t) = *load.first_c.lock().unwrap() {
                     break t;
@@ -180,9 +215,16 @@ fn twenty_reloads_under_load_fail_no_request_and_follow_new_weights() {
             latencies.push(seen.duration_since(sent));
         }
         // Requests that started on the previous generation finish on it: let them drain.
-        std::thread::sleep(Duration::from_millis(50));
+        load.wait_round();
+        // Then a window of at least 200 requests, all on the new generation.
         let before: Vec<u64> = backends.iter().map(|b| b.requests()).collect();
-        std::thread::sleep(Duration::from_millis(400));
+        let counted = || backends.iter().map(|b| b.requests()).sum::<u64>();
+        let from = counted();
+        let start = Instant::now();
+        while counted() < from + 200 {
+            assert!(start.elapsed() < PATIENCE, "step {i}: traffic stalled");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let delta: Vec<u64> = backends
             .iter()
             .zip(&before)
@@ -190,7 +232,7 @@ fn twenty_reloads_under_load_fail_no_request_and_follow_new_weights() {
             .collect();
         let total: u64 = delta.iter().sum();
         assert!(
-            total >= 20,
+            total >= 200,
             "step {i}: too little traffic to judge: {delta:?}"
         );
         let weights: Vec<u32> = backends
@@ -260,7 +302,7 @@ fn invalid_config_on_sighup_keeps_the_old_one_and_logs_where() {
     let load = Arc::new(Load::default());
     let t = {
         let (stop, load) = (stop.clone(), load.clone());
-        std::thread::spawn(move || client(addr, stop, load))
+        std::thread::spawn(move || client(addr, 0, stop, load))
     };
     // The bad address sits on a known line: find it to check the reported position.
     let bad = good.replace(
@@ -271,14 +313,14 @@ fn invalid_config_on_sighup_keeps_the_old_one_and_logs_where() {
     let col = bad.lines().nth(line - 1).unwrap().find("\"127").unwrap() + 1;
     proxy.reload(&bad);
     assert!(
-        proxy.wait_log("reload refused", Duration::from_secs(5)),
+        proxy.wait_log("reload refused", PATIENCE),
         "no refusal logged:\n{}",
         proxy.log()
     );
     let log = proxy.log();
     let want = format!("ringlb.toml:{line}:{col}");
     assert!(log.contains(&want), "the error does not say {want}:\n{log}");
-    std::thread::sleep(Duration::from_millis(300));
+    // The refusal is logged once the reload is over.
     assert_eq!(generation(admin), 1, "the bad file was published");
     let r = get(addr, "/").unwrap();
     assert_eq!(r.status, 200);
@@ -307,7 +349,7 @@ fn serves(addr: SocketAddr) -> bool {
 fn eventually(what: &str, f: impl Fn() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < Duration::from_secs(5), "never: {what}");
+        assert!(start.elapsed() < PATIENCE, "never: {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -363,7 +405,15 @@ fn a_retry_that_spans_a_reload_stays_on_its_generation() {
     let pending: Vec<_> = (0..2)
         .map(|_| std::thread::spawn(move || get(addr, "/")))
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Both are held by the server that never answers before the reload.
+    let start = Instant::now();
+    while hang.requests() < 2 {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the requests never reached the hung server"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     proxy.reload(&short(&[(a.addr, 1)]));
     wait_generation(admin, 2);
     // New requests on every worker move its selector to the new generation.
@@ -415,6 +465,24 @@ fn counters_and_failure_state_survive_a_reload() {
     // dead one's passive failure (nginx resets both).
     p.reload(&config(&[port], admin, &[(a.addr, 3), (dead, 1)]));
     wait_generation(admin_addr, 2);
+    // The reload logged what it changed, one event each.
+    let (a_name, b_name) = (a.addr.to_string(), b.addr.to_string());
+    let weight = [
+        ("upstream", "app"),
+        ("server", a_name.as_str()),
+        ("change", "param"),
+        ("param", "weight"),
+        ("from", "1"),
+        ("to", "3"),
+    ];
+    assert!(
+        p.wait_event("configuration change", &weight, PATIENCE),
+        "{}",
+        p.log()
+    );
+    let removed = [("server", b_name.as_str()), ("change", "removed")];
+    assert_eq!(p.events("configuration change", &removed), 1, "{}", p.log());
+    assert_eq!(p.events("configuration change", &[]), 2, "{}", p.log());
     let after = status_servers(admin_addr);
     assert_eq!(server_field(&after, a.addr, "requests"), Some(a_requests));
     assert_eq!(server_field(&after, a.addr, "weight"), Some(3));

@@ -16,7 +16,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8001";
 #[command(
     name = "ringload",
     version,
-    about = "HTTP/1.1 load generator (closed loop like wrk, open loop like wrk2) and fast test backend",
+    about = "HTTP/1.1 (and HTTPS) load generator (closed loop like wrk, open loop like wrk2) and fast test backend",
+    after_help = "Exit status: 0 when at least one response was a success (2xx or 3xx); 1 when none \
+was (every connection refused, every request failed or answered 4xx/5xx: the report is printed \
+first, then the reason on stderr) or on a runtime error; 2 for a bad command line.",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
@@ -29,7 +32,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Fast HTTP/1.1 test backend; each response says which listener answered.
+    /// Fast HTTP/1.1 test backend (plain, or TLS with --tls-cert); each response says which
+    /// listener answered.
     ///
     /// Every response carries `X-Backend: ADDR` (the listener that answered) and, unless
     /// --body-bytes is given, ADDR and a newline as its body. `GET /health` answers 200 "ok"
@@ -70,9 +74,22 @@ pub struct LoadArgs {
     /// Request body read from a file
     #[arg(long)]
     pub body_file: Option<PathBuf>,
-    /// A new connection per request (sends Connection: close)
+    /// A new connection per request (sends Connection: close); with https:// a new TLS
+    /// connection and a full handshake per request, counted in its latency
     #[arg(long)]
     pub no_keepalive: bool,
+    /// https://: do not verify the server's certificate or handshake signature (self-signed
+    /// test servers)
+    #[arg(short = 'k', long, conflicts_with = "cacert")]
+    pub insecure: bool,
+    /// https://: trust the CA certificates in this PEM file [default: SSL_CERT_FILE, else
+    /// the system's bundle]
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// https://: resume TLS sessions across the run's connections (default: every new
+    /// connection makes a full handshake)
+    #[arg(long)]
+    pub tls_resume: bool,
     /// Per-request timeout, from connect/send to the end of the response
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -87,7 +104,7 @@ pub struct LoadArgs {
     /// Print one JSON object on stdout instead of the text report
     #[arg(long)]
     pub json: bool,
-    /// Target, http://host[:port]/path
+    /// Target, http[s]://host[:port]/path
     #[arg(required = true)]
     pub url: Option<String>,
 }
@@ -118,4 +135,10 @@ pub struct ServeArgs {
     /// The pause starts when this many requests have arrived (0: at the first request)
     #[arg(long, default_value_t = 0)]
     pub stall_after: u64,
+    /// Serve TLS (HTTP/1.1 over TLS 1.2/1.3) with this PEM certificate chain, leaf first
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }

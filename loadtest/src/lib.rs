@@ -1,4 +1,4 @@
-//! ringload: ringlb's bundled HTTP/1.1 load generator and fast test backend.
+//! ringload: ringlb's bundled HTTP/1.1 (plain and TLS) load generator and fast test backend.
 //!
 //! # Layout
 //! - [`cli`]: the command line (SPEC.md, "ringload command line").
@@ -7,6 +7,8 @@
 //! - [`load`]: the generator: pinned threads, connections, pacing, statistics, report.
 //! - [`serve`]: `ringload serve`, the test backend.
 //! - [`rt`]: one monoio runtime per thread (io_uring, else epoll) and core pinning.
+//! - [`timer`]: sleeps with the kernel's precision (a timerfd per thread) on both drivers.
+//! - [`tls`]: rustls configurations for https:// targets and `serve --tls-cert`.
 
 pub mod cli;
 pub mod duration;
@@ -15,3 +17,5 @@ pub mod load;
 pub mod rt;
 pub mod serve;
 pub mod target;
+pub mod timer;
+pub mod tls;

@@ -5,6 +5,8 @@ use std::future::Future;
 
 use monoio::{LegacyDriver, RuntimeBuilder};
 
+use crate::timer;
+
 /// Which I/O driver a thread ended up with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Driver {
@@ -45,14 +47,30 @@ where
             b.enable_timer().build()
         };
         if let Ok(mut rt) = uring(true).or_else(|_| uring(false)) {
-            return (Driver::IoUring, rt.block_on(make()));
+            return (Driver::IoUring, rt.block_on(with_timer(make)));
         }
     }
     let mut rt = RuntimeBuilder::<LegacyDriver>::new()
         .enable_timer()
         .build()
         .expect("neither io_uring nor epoll runtime could be built");
-    (Driver::Epoll, rt.block_on(make()))
+    (Driver::Epoll, rt.block_on(with_timer(make)))
+}
+
+/// Runs `make()`'s future with this runtime's precise timer installed ([`timer::Scope`]).
+async fn with_timer<F, Fut>(make: F) -> Fut::Output
+where
+    F: FnOnce() -> Fut,
+    Fut: Future,
+{
+    let _scope = match timer::Scope::install() {
+        Ok(scope) => Some(scope),
+        Err(err) => {
+            eprintln!("ringload: no timerfd ({err}); timers use the 1 ms wheel");
+            None
+        }
+    };
+    make().await
 }
 
 /// The cores this process may run on (honours `taskset`), at least one entry.

@@ -1,11 +1,13 @@
-//! The URL under test: `http://host[:port][/path][?query]`, resolved once up front so that
+//! The URL under test: `http[s]://host[:port][/path][?query]`, resolved once up front so that
 //! no worker ever blocks on DNS.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-/// A parsed `http://` URL.
+/// A parsed `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// `https://`: TLS to the server, named by `host` (SNI and certificate check).
+    pub tls: bool,
     /// The authority exactly as written (`example.com:8080`), sent as the Host header.
     pub authority: String,
     /// Host without brackets or port, for name resolution.
@@ -17,11 +19,12 @@ pub struct Target {
 
 impl Target {
     pub fn parse(url: &str) -> Result<Target, String> {
-        let rest = match url.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+        let (tls, rest) = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (false, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (true, rest),
             Some((scheme, _)) => {
                 return Err(format!(
-                    "{url}: only http:// URLs are supported, not {scheme}://"
+                    "{url}: only http:// and https:// URLs are supported, not {scheme}://"
                 ))
             }
             None => return Err(format!("{url}: expected a URL like http://127.0.0.1:8080/")),
@@ -36,7 +39,7 @@ impl Target {
             None => path,
         };
         if authority.is_empty() || authority.contains('@') {
-            return Err(format!("{url}: expected http://host[:port]/path"));
+            return Err(format!("{url}: expected http[s]://host[:port]/path"));
         }
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (host, after) = v6
@@ -57,12 +60,14 @@ impl Target {
             Some(p) => p
                 .parse::<u16>()
                 .map_err(|_| format!("{url}: {p:?} is not a port number"))?,
+            None if tls => 443,
             None => 80,
         };
         if host.is_empty() {
             return Err(format!("{url}: the host is empty"));
         }
         Ok(Target {
+            tls,
             authority: authority.to_string(),
             host: host.to_string(),
             port,
@@ -109,8 +114,19 @@ mod tests {
     }
 
     #[test]
-    fn only_http_is_accepted() {
-        assert!(Target::parse("https://example.com/").is_err());
+    fn https_means_tls_and_port_443() {
+        let t = Target::parse("https://example.com/x").unwrap();
+        assert!(t.tls);
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("example.com", 443, "/x")
+        );
+        assert!(!Target::parse("http://example.com/").unwrap().tls);
+    }
+
+    #[test]
+    fn other_schemes_and_bad_urls_are_refused() {
+        assert!(Target::parse("ftp://example.com/").is_err());
         assert!(Target::parse("example.com").is_err());
         assert!(Target::parse("http://h:port/").is_err());
     }

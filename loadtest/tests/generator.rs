@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::{count, load_json, Backend};
+use common::{count, load_json, load_json_failing, Backend};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -26,7 +26,8 @@ fn counts_by_status_and_listener_are_exact_with_n() {
         assert_eq!(count(&v, "errors", kind), 0, "{kind}");
     }
     let b = backend.addrs[1].to_string();
-    let v = load_json(
+    // Nothing but 503s: the report counts them, and the exit status says the run failed.
+    let (v, _) = load_json_failing(
         &["-n", "333", "-c", "5", &backend.url(1, "/status/503")],
         DEADLINE,
     );
@@ -82,6 +83,19 @@ fn open_loop_keeps_the_asked_rate() {
         "{requests} requests in 1 s at 400/s"
     );
     assert_eq!(v["mode"], "open");
+    // How late requests left after their due time: reported, and ordered.
+    let late = &v["send_late_us"];
+    let (p50, p99, max) = (
+        late["p50"].as_u64().unwrap(),
+        late["p99"].as_u64().unwrap(),
+        late["max"].as_u64().unwrap(),
+    );
+    assert!(p50 >= 1 && p50 <= p99 && p99 <= max, "{late}");
+    let closed = load_json(&["-n", "10", "-c", "1", &backend.url(0, "/")], DEADLINE);
+    assert!(
+        closed["send_late_us"].is_null(),
+        "closed loop has no due times"
+    );
 }
 
 #[test]
@@ -183,7 +197,7 @@ fn truncated_and_garbage_responses_are_errors_not_successes() {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this");
         }
     });
-    let v = load_json(&["-n", "20", "-c", "2", &truncated], DEADLINE);
+    let (v, _) = load_json_failing(&["-n", "20", "-c", "2", &truncated], DEADLINE);
     assert_eq!(v["requests"], 0);
     assert_eq!(count(&v, "errors", "read"), 20);
     let garbage = tiny_server(|mut s| {
@@ -191,7 +205,7 @@ fn truncated_and_garbage_responses_are_errors_not_successes() {
             let _ = s.write_all(b"SSH-2.0-OpenSSH_9.6\r\n\r\n");
         }
     });
-    let v = load_json(&["-n", "20", "-c", "2", &garbage], DEADLINE);
+    let (v, _) = load_json_failing(&["-n", "20", "-c", "2", &garbage], DEADLINE);
     assert_eq!(count(&v, "errors", "invalid"), 20);
     assert_eq!(v["status"].as_object().unwrap().len(), 0);
 }
@@ -203,7 +217,7 @@ fn timeouts_are_errors_not_hangs() {
         read_head(&mut s);
         std::thread::sleep(Duration::from_secs(30));
     });
-    let v = load_json(
+    let (v, _) = load_json_failing(
         &["-n", "4", "-c", "2", "--timeout", "300ms", &url],
         Duration::from_secs(10),
     );
@@ -218,17 +232,47 @@ fn refused_connections_are_errors_not_hangs() {
         l.local_addr().unwrap().port()
     };
     let url = format!("http://127.0.0.1:{port}/");
-    let v = load_json(&["-n", "5", "-c", "2", &url], Duration::from_secs(10));
+    let (v, err) = load_json_failing(&["-n", "5", "-c", "2", &url], Duration::from_secs(10));
     assert_eq!(count(&v, "errors", "connect"), 5);
-    let v = load_json(&["-d", "300ms", "-c", "2", &url], Duration::from_secs(10));
+    assert!(err.contains("5 connect error(s)"), "{err}");
+    let (v, _) = load_json_failing(&["-d", "300ms", "-c", "2", &url], Duration::from_secs(10));
     assert!(count(&v, "errors", "connect") > 0);
     assert_eq!(v["requests"], 0);
 }
 
 #[test]
+fn exit_status_says_whether_anything_succeeded() {
+    let refused = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/", l.local_addr().unwrap())
+    };
+    // Text report too: printed on stdout first, the reason on stderr, status 1.
+    let (ok, out, err) = common::run(["-n", "3", "-c", "1", &refused], DEADLINE);
+    assert!(!ok, "exit 0 with every connection refused");
+    assert!(out.contains("connect: 3"), "the report still comes: {out}");
+    assert!(
+        err.contains("no successful (2xx or 3xx) response: 3 connect error(s)"),
+        "{err}"
+    );
+    // Redirects count as successes; 4xx do not.
+    let backend = Backend::start(1, &[]);
+    let v = load_json(
+        &["-n", "20", "-c", "2", &backend.url(0, "/status/302")],
+        DEADLINE,
+    );
+    assert_eq!(count(&v, "status", "302"), 20);
+    let (v, err) = load_json_failing(
+        &["-n", "20", "-c", "2", &backend.url(0, "/status/404")],
+        DEADLINE,
+    );
+    assert_eq!(count(&v, "status", "404"), 20);
+    assert!(err.contains("20 response(s) 404"), "{err}");
+}
+
+#[test]
 fn bad_command_lines_fail_fast() {
-    let (ok, _, err) = common::run(["https://example.com/"], Duration::from_secs(5));
-    assert!(!ok && err.contains("http://"), "{err}");
+    let (ok, _, err) = common::run(["ftp://example.com/"], Duration::from_secs(5));
+    assert!(!ok && err.contains("http:// and https://"), "{err}");
     let (ok, _, _) = common::run(
         ["-d", "fast", "http://127.0.0.1:1/"],
         Duration::from_secs(5),

@@ -54,7 +54,7 @@ fn serve(listener: TcpListener, process: Arc<Process>) {
         let mut stream = match conn {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!("admin accept failed: {e}");
+                tracing::warn!(error = %e, "admin accept failed");
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }

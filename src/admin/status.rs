@@ -9,8 +9,7 @@ use serde_json::{json, Map, Value};
 use super::view::{ServerState, Totals};
 use crate::metrics;
 use crate::runtime::Process;
-use crate::upstream::balance::in_panic;
-use crate::upstream::now_ms;
+use crate::upstream::clock::{now_ms, uptime};
 
 pub fn render(process: &Process) -> Value {
     let cur = process.current();
@@ -28,11 +27,11 @@ pub fn render(process: &Process) -> Value {
                     "weight": p.cfg.weight,
                     "backup": p.cfg.backup,
                     "state": ServerState::of(u, p, now).as_str(),
-                    "health": if p.state.is_healthy() { "passing" } else { "failing" },
+                    "health": if p.state.is_check_passing() { "passing" } else { "failing" },
                     "active": p.state.active(),
                     "requests": t.requests(),
                     "fails": t.failures,
-                    "passive_fails": p.state.fails.load(Ordering::Relaxed),
+                    "passive_fails": p.state.fails(),
                     "retries": t.retries,
                     "max_conns": p.cfg.max_conns,
                     "responses": {
@@ -46,7 +45,7 @@ pub fn render(process: &Process) -> Value {
             u.cfg.name.clone(),
             json!({
                 "balance": u.cfg.balance.name(),
-                "panic": in_panic(u, now),
+                "panic": u.in_panic(now),
                 "health_check": u.cfg.health_check.is_some(),
                 "servers": servers,
             }),
@@ -62,7 +61,7 @@ pub fn render(process: &Process) -> Value {
         "generation": process.generation(),
         "workers": process.workers,
         "io": process.io.get().map_or("epoll", |k| k.as_str()),
-        "uptime_s": now / 1000,
+        "uptime_s": uptime().as_secs(),
         "stopping": process.stopping.load(Ordering::Relaxed),
         "reloads": {
             "ok": process.reloads_ok.load(Ordering::Relaxed),

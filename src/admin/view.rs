@@ -3,7 +3,6 @@
 //! that `/metrics` and `/status` never disagree.
 
 use crate::metrics::{self, PeerCounters, CODE_SLOTS};
-use crate::upstream::balance::is_healthy;
 use crate::upstream::{Peer, Upstream};
 
 /// A server's state as `/status` names it.
@@ -24,7 +23,7 @@ impl ServerState {
     pub fn of(up: &Upstream, peer: &Peer, now_ms: u64) -> ServerState {
         if peer.cfg.down {
             ServerState::Disabled
-        } else if !is_healthy(peer, now_ms, up.peers.len() == 1) {
+        } else if !peer.healthy(up.is_single(), now_ms) {
             ServerState::Down
         } else if peer.cfg.backup {
             ServerState::Backup

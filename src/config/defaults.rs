@@ -12,7 +12,7 @@
 //! | `server.keepalive_timeout` | `75s` | nginx; `0s` disables client keep-alive as in nginx |
 //! | `server.keepalive_requests` | `1000` | nginx >= 1.19.10 |
 //! | `server.max_header_bytes` | `16384` | about nginx's `large_client_header_buffers 4 8k` budget |
-//! | `server.max_body_bytes` | `0` = unlimited | SPEC; nginx's `client_max_body_size` is 1m |
+//! | `server.max_body_bytes` | `0` = unlimited | nginx's `client_max_body_size` is 1m; `import-nginx` writes it out |
 //! | `runtime.temp_path` | `ringlb` under the system temp directory (`$TMPDIR` or `/tmp`) | |
 //! | `runtime.pid_file` | none | |
 //! | `server.access_log` | `off` | events go to stderr; no file unless asked |

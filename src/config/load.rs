@@ -11,7 +11,7 @@ use super::error::{ConfigError, Problems};
 use super::hints;
 use super::model::Config;
 use super::schema::RawConfig;
-use super::validate;
+use super::validate::{self, Files};
 use super::walk::Walker;
 
 /// Reads and validates the file at `path`. Every error found is returned, in file order.
@@ -25,9 +25,20 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     }
 }
 
-/// Parses and validates `text`; `path` is only used to name the file in errors and is kept
-/// in [`Config::path`] for reloads.
+/// Parses and validates `text` as [`load`] does, files named in it included (access logs
+/// opened, created if missing; TLS files read); `path` names the file in errors and is
+/// kept in [`Config::path`] for reloads.
 pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
+    parse_with(text, path, Files::Check)
+}
+
+/// As [`parse`], but leaves the files the configuration names alone: no access log is
+/// opened or created, no certificate read (for fuzzing and for tools that only read).
+pub fn parse_offline(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
+    parse_with(text, path, Files::Leave)
+}
+
+fn parse_with(text: &str, path: &Path, files: Files) -> Result<Config, Vec<ConfigError>> {
     let mut problems = Problems::default();
     let raw = read_raw(text, &mut problems);
     if raw.is_none() {
@@ -42,11 +53,20 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
             );
         }
     }
-    let config = raw.and_then(|raw| validate::build(&raw, path, &mut problems));
+    let config = raw.and_then(|raw| validate::build(&raw, path, files, &mut problems));
     match config {
         Some(c) if problems.is_empty() => Ok(c),
         _ => Err(problems.into_errors(text, path)),
     }
+}
+
+/// What the structure of `text` gets wrong: TOML syntax, unknown keys, values of the wrong
+/// type; values are not validated, so no name is resolved and no file opened (for checking
+/// generated files, e.g. in `ringlb import-nginx`'s fuzz target).
+pub fn structure_errors(text: &str, path: &Path) -> Vec<ConfigError> {
+    let mut problems = Problems::default();
+    read_raw(text, &mut problems);
+    problems.into_errors(text, path)
 }
 
 /// Text -> raw structs. `None` only for a TOML syntax error (already in `problems`); type

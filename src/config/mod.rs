@@ -33,7 +33,7 @@ mod validate_upstream;
 mod walk;
 
 pub use error::ConfigError;
-pub use load::{load, parse};
+pub use load::{load, parse, parse_offline, structure_errors};
 pub use model::*;
 pub use summary::{check, summary};
 pub use template::parse_template;

@@ -233,7 +233,7 @@ pub enum TemplatePart {
     Var(Var),
 }
 
-/// The variables of SPEC.md.
+/// The variables a template may use (see `template.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Var {
     Host,

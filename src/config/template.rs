@@ -1,8 +1,9 @@
-//! `$variable` templates (`proxy_set_header` values, the `hash` key), parsed once at load.
+//! `$variable` templates (`proxy_set_header` values, the `hash` key, a `return` location),
+//! parsed once at load.
 //!
 //! Syntax as in nginx: `$name` takes the longest run of `[A-Za-z0-9_]`, `${name}` ends the
-//! name explicitly (`${host}:8080`). Names are those of SPEC.md plus the `$http_<name>` and
-//! `$cookie_<name>` families.
+//! name explicitly (`${host}:8080`). Names are those of [`VARIABLES`], the `$http_<name>`
+//! and `$cookie_<name>` families among them.
 
 use super::model::{Template, TemplatePart, Var};
 use super::syntax::{is_name_byte, pieces, Piece};

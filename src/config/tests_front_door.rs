@@ -639,3 +639,29 @@ fn unix_socket_servers() {
         "is already upstream.app.servers[0]",
     );
 }
+
+#[test]
+fn offline_parse_leaves_named_files_alone() {
+    let dir = std::env::temp_dir().join(format!("ringlb-cfg-offline-{}", std::process::id()));
+    let log = dir.join("access.log");
+    let text = server_with(&format!(
+        "access_log = {:?}\ntls_certificate = \"/nonexistent/c.pem\"\ntls_certificate_key = \"/nonexistent/k.pem\"",
+        log.display().to_string()
+    ));
+    let c = super::parse_offline(&text, Path::new("t.toml")).unwrap();
+    assert_eq!(c.servers[0].access_log, Some(log.clone()));
+    assert!(c.servers[0].tls.is_some());
+    assert!(!dir.exists(), "parse_offline created {}", dir.display());
+    // The full parse checks both.
+    let errs = errors(&text);
+    assert!(
+        errs.iter().any(|e| e.key == "server[0].access_log"),
+        "{}",
+        lines(&errs)
+    );
+    assert!(
+        errs.iter().any(|e| e.key == "server[0].tls_certificate"),
+        "{}",
+        lines(&errs)
+    );
+}

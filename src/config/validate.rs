@@ -23,8 +23,13 @@ const MAX_WORKERS: i64 = 4096;
 const IO_MODES: &[&str] = &["auto", "io_uring", "epoll"];
 
 /// Builds the model. The result is only meaningful when no problem was recorded.
-pub(crate) fn build(raw: &RawConfig, path: &Path, problems: &mut Problems) -> Option<Config> {
-    let mut v = Validator { problems };
+pub(crate) fn build(
+    raw: &RawConfig,
+    path: &Path,
+    files: Files,
+    problems: &mut Problems,
+) -> Option<Config> {
+    let mut v = Validator { problems, files };
     // Upstreams first: locations refer to them by index into the sorted list.
     let mut raw_ups: Vec<&(Spanned<String>, Spanned<RawUpstream>)> =
         raw.upstream.0.iter().collect();
@@ -51,6 +56,15 @@ pub(crate) fn build(raw: &RawConfig, path: &Path, problems: &mut Problems) -> Op
 
 pub(crate) struct Validator<'p> {
     pub problems: &'p mut Problems,
+    pub files: Files,
+}
+
+/// Whether validation checks the files a configuration names (opens access logs, creating
+/// them; reads TLS certificates and keys), as start-up, reload and `ringlb check` do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Files {
+    Check,
+    Leave,
 }
 
 impl Validator<'_> {

@@ -10,7 +10,7 @@ use super::defaults as d;
 use super::model::*;
 use super::schema::*;
 use super::tls_files::{self, TlsFile};
-use super::validate::Validator;
+use super::validate::{Files, Validator};
 use super::validate_location::{is_token_byte, list_items};
 use super::walk::{choices, join};
 use crate::access_log::{LogFormat, VARIABLES};
@@ -145,6 +145,7 @@ impl Validator<'_> {
             }
             // Opened (created if missing) now, so that `ringlb check`, start-up and a reload
             // all refuse a log that could not be written, instead of losing lines later.
+            Some(a) if self.files == Files::Leave => Some(PathBuf::from(a.get_ref())),
             Some(a) => {
                 let file = PathBuf::from(a.get_ref());
                 match std::fs::OpenOptions::new()
@@ -320,6 +321,9 @@ impl Validator<'_> {
             certificate_key: certificate_key?,
             protocols: protocols.unwrap_or_default(),
         };
+        if self.files == Files::Leave {
+            return Some(tls);
+        }
         if let Err(e) = tls_files::check(&mut tls) {
             let (name, at) = match e.file {
                 TlsFile::Certificate => ("tls_certificate", cert.span()),

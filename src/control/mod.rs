@@ -1,6 +1,9 @@
-//! The control side of the process: signals (reload, graceful stop, log reopen), and, on
-//! its own thread, everything that runs beside the workers without ever blocking them.
+//! The control side of the process: configuration generations (publishing, reload and what
+//! it changed), signals (reload, graceful stop, log reopen), and, on its own thread,
+//! everything that runs beside the workers without ever blocking them (health checks).
 
+pub mod diff;
+pub mod generation;
 pub mod health;
 pub mod signals;
 

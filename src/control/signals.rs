@@ -32,11 +32,12 @@ pub fn spawn(
                         let _ = crate::runtime::notify::reload(|| process.reload());
                     }
                     SIGTERM | SIGINT => {
+                        let signal = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
                         if process.stopping.load(std::sync::atomic::Ordering::Acquire) {
-                            tracing::warn!("second stop signal: exiting now");
+                            tracing::warn!(signal, "second stop signal: exiting now");
                             std::process::exit(0);
                         }
-                        tracing::info!("stop signal: finishing in-flight requests");
+                        tracing::info!(signal, "stop signal: finishing in-flight requests");
                         process.stop();
                     }
                     SIGUSR1 => reopen_logs(),

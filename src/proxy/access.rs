@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 
 use super::exchange::{first_exact_name, Exchange};
-use super::route::Published;
 use super::ProxyCtx;
 use crate::access_log::Record;
 use crate::config::{Var, VirtualServer};
+use crate::control::generation::Published;
 use crate::http::template::Vars;
 
 /// Most bytes of a rejected request's first line that are logged.

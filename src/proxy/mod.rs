@@ -8,6 +8,7 @@
 //! response relayed) -> `tunnel` (after a 101).
 
 mod access;
+mod buffers;
 mod conn;
 mod exchange;
 mod io;
@@ -19,50 +20,21 @@ pub mod watchdog;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-
 use crate::access_log::WorkerLog as AccessLog;
+use crate::control::generation::{Generations, Published};
 use crate::metrics::WorkerStats;
 use crate::pool::IdlePool;
 use crate::upstream::Selector;
 
 pub use conn::{serve, serve_stream};
 pub use io::ClientIo;
-pub use route::Published;
-
-/// What every worker shares: the published configuration and its generation number.
-pub struct Shared {
-    pub published: ArcSwap<Published>,
-    /// Equal to `published.load().snapshot.generation` once a store is visible; read per
-    /// request (a relaxed load of a rarely written line) so that the `ArcSwap` is only
-    /// touched when something changed.
-    pub generation: AtomicU64,
-}
-
-impl Shared {
-    pub fn new(first: Published) -> Shared {
-        let generation = first.snapshot.generation;
-        Shared {
-            published: ArcSwap::from_pointee(first),
-            generation: AtomicU64::new(generation),
-        }
-    }
-
-    /// Publishes a new generation to every worker.
-    pub fn publish(&self, next: Published) {
-        let generation = next.snapshot.generation;
-        self.published.store(Arc::new(next));
-        self.generation.store(generation, Ordering::Release);
-    }
-}
 
 /// One worker's proxy state: owned by its thread, shared by its connection tasks.
 pub struct ProxyCtx {
     pub worker: usize,
-    pub shared: Arc<Shared>,
+    pub generations: Arc<Generations>,
     // Two counts on purpose: requests clone the worker-local `Rc` (no atomic), and only a
     // new generation touches the shared `Arc`'s count, which every worker would otherwise
     // bounce between cores on every request.
@@ -77,16 +49,18 @@ pub struct ProxyCtx {
     pub access_log: RefCell<AccessLog>,
     /// Heap blocks for the forwarding state of requests in flight.
     slots: slot::Slots,
+    /// Read buffers the exchanges of this worker share.
+    buffers: buffers::Buffers,
 }
 
 impl ProxyCtx {
-    pub fn new(worker: usize, shared: Arc<Shared>, stats: Arc<WorkerStats>) -> ProxyCtx {
-        let current = shared.published.load_full();
+    pub fn new(worker: usize, generations: Arc<Generations>, stats: Arc<WorkerStats>) -> ProxyCtx {
+        let current = generations.current();
         let mut selector = Selector::new(0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1));
         selector.sync(&current.snapshot);
         ProxyCtx {
             worker,
-            shared,
+            generations,
             current: RefCell::new(Rc::new(current)),
             selector: RefCell::new(selector),
             pool: RefCell::new(IdlePool::default()),
@@ -94,6 +68,7 @@ impl ProxyCtx {
             stats,
             queues: RefCell::new(exchange::WaitQueues::default()),
             slots: slot::Slots::default(),
+            buffers: buffers::Buffers::default(),
             access_log: RefCell::new(AccessLog::new()),
         }
     }
@@ -101,8 +76,7 @@ impl ProxyCtx {
     /// The configuration generation this request runs on (worker-local refcount; the
     /// shared `Arc` is only cloned when a new generation appears).
     pub fn current(&self) -> Rc<Arc<Published>> {
-        let generation = self.shared.generation.load(Ordering::Acquire);
-        let stale = self.current.borrow().snapshot.generation != generation;
+        let stale = self.current.borrow().generation() != self.generations.number();
         if stale {
             self.refresh();
         }
@@ -112,8 +86,8 @@ impl ProxyCtx {
     /// Picks up a newly published generation: selection tables are rebuilt and the idle
     /// connections of servers that left are closed.
     pub fn refresh(&self) {
-        let next = self.shared.published.load_full();
-        if next.snapshot.generation == self.current.borrow().snapshot.generation {
+        let next = self.generations.current();
+        if next.generation() == self.current.borrow().generation() {
             return;
         }
         self.selector.borrow_mut().sync(&next.snapshot);

@@ -3,32 +3,8 @@
 //! then the longest matching `location` prefix -> upstream.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use crate::config::{Config, Location, ServerName, VirtualServer};
-use crate::upstream::{Registry, Snapshot};
-
-/// What workers load per request: the upstream snapshot and the routing table of one
-/// configuration generation, published together so a request never mixes two configs.
-#[derive(Debug)]
-pub struct Published {
-    pub snapshot: Snapshot,
-    pub routes: Routes,
-}
-
-impl Published {
-    pub fn build(config: Arc<Config>, registry: &Registry, generation: u64) -> Published {
-        let routes = Routes::build(&config);
-        Published {
-            snapshot: Snapshot::build(config, registry, generation),
-            routes,
-        }
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.snapshot.config
-    }
-}
 
 #[derive(Debug, Default)]
 pub struct Routes {

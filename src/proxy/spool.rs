@@ -21,8 +21,10 @@ use std::path::Path;
 
 use monoio::buf::IoBuf;
 
-/// Size of the pieces a spilled body is read back in.
-pub(super) const READ_BACK: usize = 64 * 1024;
+use super::buffers::Buffers;
+
+/// Size of the pieces a spilled body is read back in: one of the worker's read buffers.
+pub(super) const READ_BACK: usize = crate::pool::UPSTREAM_BUF;
 
 /// An unlinked temporary file.
 pub(super) struct TempFile {
@@ -186,7 +188,7 @@ impl BufferedBody {
 /// client: the oldest in memory chunks, the newest, once memory is full, in the file. All
 /// bytes in memory are older than all bytes in the file (new bytes go to memory only while
 /// the file holds nothing unread), so reading memory first keeps the order.
-pub(super) struct Spool {
+pub(super) struct Spool<'b> {
     mem: VecDeque<Vec<u8>>,
     mem_bytes: usize,
     mem_limit: usize,
@@ -195,12 +197,12 @@ pub(super) struct Spool {
     read_at: u64,
     write_at: u64,
     file_limit: u64,
-    /// Empty buffers to reuse.
-    spare: Vec<Vec<u8>>,
+    /// Where chunk buffers come from and go back to.
+    buffers: &'b Buffers,
 }
 
-impl Spool {
-    pub(super) fn new(mem_limit: usize, file_limit: u64) -> Spool {
+impl<'b> Spool<'b> {
+    pub(super) fn new(mem_limit: usize, file_limit: u64, buffers: &'b Buffers) -> Spool<'b> {
         Spool {
             mem: VecDeque::new(),
             mem_bytes: 0,
@@ -209,11 +211,11 @@ impl Spool {
             read_at: 0,
             write_at: 0,
             file_limit,
-            spare: Vec::new(),
+            buffers,
         }
     }
 
-    /// Whether `n` more bytes can be taken now (memory, or the file up to its limit).
+    /// Whether a buffer of `n` bytes can be taken now (memory, or the file up to its limit).
     pub(super) fn has_room(&self, n: usize) -> bool {
         (self.read_at == self.write_at && self.mem_bytes + n <= self.mem_limit)
             || self.write_at - self.read_at + n as u64 <= self.file_limit
@@ -221,15 +223,12 @@ impl Spool {
 
     /// An empty buffer to fill.
     pub(super) fn buffer(&mut self) -> Vec<u8> {
-        self.spare.pop().unwrap_or_default()
+        self.buffers.take()
     }
 
     /// Gives a buffer back for reuse.
-    pub(super) fn recycle(&mut self, mut b: Vec<u8>) {
-        if self.spare.len() < 4 {
-            b.clear();
-            self.spare.push(b);
-        }
+    pub(super) fn recycle(&mut self, b: Vec<u8>) {
+        self.buffers.give(b);
     }
 
     /// Queues `chunk` (the caller checked [`Spool::has_room`]).
@@ -238,8 +237,10 @@ impl Spool {
             self.recycle(chunk);
             return Ok(());
         }
-        if self.read_at == self.write_at && self.mem_bytes + chunk.len() <= self.mem_limit {
-            self.mem_bytes += chunk.len();
+        // Memory is counted by what the chunks hold, not what they carry: a short read in a
+        // large buffer costs the whole buffer.
+        if self.read_at == self.write_at && self.mem_bytes + chunk.capacity() <= self.mem_limit {
+            self.mem_bytes += chunk.capacity();
             self.mem.push_back(chunk);
             return Ok(());
         }
@@ -261,7 +262,7 @@ impl Spool {
     /// bytes read back from the file); `None` when empty.
     pub(super) async fn pop(&mut self) -> Option<io::Result<Vec<u8>>> {
         if let Some(c) = self.mem.pop_front() {
-            self.mem_bytes -= c.len();
+            self.mem_bytes -= c.capacity();
             return Some(Ok(c));
         }
         if self.read_at == self.write_at {
@@ -269,7 +270,7 @@ impl Spool {
         }
         let file = self.file.as_ref()?;
         let want = ((self.write_at - self.read_at) as usize).min(READ_BACK);
-        let buf = self.spare.pop().unwrap_or_default();
+        let buf = self.buffers.take();
         let (r, buf) = file.read_at(buf, want, self.read_at).await;
         match r {
             Ok(0) => Some(Err(io::ErrorKind::UnexpectedEof.into())),

@@ -2,128 +2,23 @@
 //! monoio event loop (io_uring, or epoll where io_uring is unavailable) with its own
 //! listening sockets, idle pool and selection state. `Process` is what the threads share.
 
+mod driver;
 mod listener;
 pub mod notify;
 pub mod pidfile;
+mod process;
 mod worker;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
-use crate::config::{self, Config, ConfigError, IoMode};
-use crate::metrics::WorkerStats;
-use crate::proxy::{Published, Shared};
-use crate::upstream::Registry;
+use crate::config::Config;
 use listener::{Holder, Unavailable};
 use pidfile::{PidFile, PidFileError};
 
-/// The I/O driver the workers run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IoKind {
-    IoUring,
-    Epoll,
-}
-
-impl IoKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IoKind::IoUring => "io_uring",
-            IoKind::Epoll => "epoll",
-        }
-    }
-}
-
-/// Everything the workers, the control thread and the admin endpoint share.
-pub struct Process {
-    pub shared: Arc<Shared>,
-    pub registry: Registry,
-    /// One per worker, in worker order.
-    pub stats: Vec<Arc<WorkerStats>>,
-    pub config_path: PathBuf,
-    pub workers: usize,
-    pub io: OnceLock<IoKind>,
-    /// Set once to begin a graceful stop.
-    pub stopping: AtomicBool,
-    pub reloads_ok: AtomicU64,
-    pub reloads_failed: AtomicU64,
-    /// Serialises reloads (SIGHUP, tests) so two never interleave their generations.
-    reload_lock: std::sync::Mutex<()>,
-}
-
-impl Process {
-    /// The configuration generation workers are running now.
-    pub fn current(&self) -> Arc<Published> {
-        self.shared.published.load_full()
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.shared.generation.load(Ordering::Acquire)
-    }
-
-    /// Re-reads the configuration file and, if it is valid, publishes it to every worker.
-    /// On error the running configuration stays and every error is returned.
-    pub fn reload(&self) -> Result<u64, Vec<ConfigError>> {
-        let _serial = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-        match config::load(&self.config_path) {
-            Ok(cfg) => {
-                if cfg.runtime.workers != self.workers {
-                    tracing::warn!(
-                        "runtime.workers changed ({} -> {}): takes effect on restart",
-                        self.workers,
-                        cfg.runtime.workers
-                    );
-                }
-                let old = self.current();
-                let old = old.config();
-                if cfg.runtime.io != old.runtime.io
-                    || cfg.runtime.pin_workers != old.runtime.pin_workers
-                {
-                    tracing::warn!(
-                        "runtime.io / runtime.pin_workers changed: take effect on restart"
-                    );
-                }
-                if cfg.admin != old.admin {
-                    tracing::warn!("admin.listen changed: takes effect on restart");
-                }
-                let generation = self.generation() + 1;
-                let next = Published::build(Arc::new(cfg), &self.registry, generation);
-                let keep: Vec<(String, crate::config::ServerAddr)> = next
-                    .snapshot
-                    .upstreams
-                    .iter()
-                    .flat_map(|u| {
-                        u.peers
-                            .iter()
-                            .map(|p| (u.cfg.name.clone(), p.cfg.addr.clone()))
-                    })
-                    .collect();
-                self.shared.publish(next);
-                self.registry
-                    .retain(&|u, a| keep.iter().any(|(ku, ka)| ku == u && ka == a));
-                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(generation, "configuration reloaded");
-                Ok(generation)
-            }
-            Err(errors) => {
-                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                for e in &errors {
-                    tracing::error!("reload refused: {e}");
-                }
-                Err(errors)
-            }
-        }
-    }
-
-    /// Begins a graceful stop of every worker.
-    pub fn stop(&self) {
-        if !self.stopping.swap(true, Ordering::AcqRel) {
-            notify::stopping();
-        }
-    }
-}
+pub use driver::IoKind;
+pub use process::Process;
 
 /// A running set of workers.
 pub struct Running {
@@ -219,23 +114,9 @@ fn preflight(config: &Config) -> Result<Option<PidFile>, StartError> {
 pub fn start(config: Config) -> Result<Running, StartError> {
     let pid_file = preflight(&config)?;
     let workers = config.runtime.workers.max(1);
-    let registry = Registry::with_workers(workers);
-    let path = config.path.clone();
     let io_mode = config.runtime.io;
     let pin = config.runtime.pin_workers;
-    let published = Published::build(Arc::new(config), &registry, 1);
-    let process = Arc::new(Process {
-        shared: Arc::new(Shared::new(published)),
-        registry,
-        stats: (0..workers).map(|_| Arc::default()).collect(),
-        config_path: path,
-        workers,
-        io: OnceLock::new(),
-        stopping: AtomicBool::new(false),
-        reloads_ok: AtomicU64::new(0),
-        reloads_failed: AtomicU64::new(0),
-        reload_lock: std::sync::Mutex::new(()),
-    });
+    let process = Arc::new(Process::new(config, workers));
     let allowed = core_affinity::get_core_ids().unwrap_or_default();
     if workers > allowed.len() && !allowed.is_empty() {
         tracing::warn!(
@@ -301,9 +182,4 @@ impl Running {
         }
         self.pid_file
     }
-}
-
-/// The driver to try first for an `io` setting.
-pub(crate) fn wants_uring(mode: IoMode) -> bool {
-    !matches!(mode, IoMode::Epoll)
 }

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use monoio::io::Canceller;
 use monoio::net::TcpListener;
 
-use super::{listener, wants_uring, IoKind, Process};
+use super::driver::{wants_uring, IoKind};
+use super::listener;
+use super::process::Process;
 use crate::config::IoMode;
 use crate::proxy::{self, watchdog, ProxyCtx};
 
@@ -43,7 +45,7 @@ pub(super) fn run(
 ) {
     if let Some(core) = core {
         if !core_affinity::set_for_current(core) {
-            tracing::warn!(worker = id, "could not pin to core {}", core.id);
+            tracing::warn!(worker = id, core = core.id, "could not pin to core");
         }
     }
     if wants_uring(mode) {
@@ -54,7 +56,7 @@ pub(super) fn run(
             }
             Err(e) if mode == IoMode::Auto => {
                 if id == 0 {
-                    tracing::warn!("io_uring unavailable ({e}); falling back to epoll");
+                    tracing::warn!(error = %e, "io_uring unavailable: falling back to epoll");
                 }
             }
             Err(e) => {
@@ -102,7 +104,7 @@ fn uring_runtime(
 async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
     let ctx = Rc::new(ProxyCtx::new(
         id,
-        process.shared.clone(),
+        process.generations.clone(),
         process.stats[id].clone(),
     ));
     let mut listeners: HashMap<SocketAddr, Canceller> = HashMap::new();
@@ -129,7 +131,7 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
         let now = Instant::now();
         watchdog::with(|w| w.sweep(now));
         crate::upstream::tick_coarse_ms();
-        let g = process.shared.generation.load(Ordering::Acquire);
+        let g = process.generations.number();
         if g != generation {
             generation = g;
             ctx.refresh();
@@ -155,7 +157,11 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
     }
     let left = ctx.stats.clients_open.load(Ordering::Relaxed);
     if left > 0 {
-        tracing::warn!(worker = id, "stopping with {left} connections still open");
+        tracing::warn!(
+            worker = id,
+            open = left,
+            "stopping with connections still open"
+        );
     }
     ctx.access_log.borrow_mut().flush();
 }
@@ -194,7 +200,7 @@ fn open(addr: SocketAddr, ctx: &Rc<ProxyCtx>, slots: &Rc<Slots>) -> std::io::Res
                 Err(e) => {
                     // EMFILE/ENFILE and friends: the connection stays in the backlog; pause
                     // so that closing connections can free descriptors.
-                    tracing::warn!(%addr, "accept failed: {e}");
+                    tracing::warn!(%addr, error = %e, "accept failed");
                     monoio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             }
@@ -232,7 +238,7 @@ fn reconcile(
                 listeners.insert(addr, c);
                 tracing::info!(worker = ctx.worker, %addr, "listening");
             }
-            Err(e) => tracing::error!(worker = ctx.worker, %addr, "cannot listen: {e}"),
+            Err(e) => tracing::error!(worker = ctx.worker, %addr, error = %e, "cannot listen"),
         }
     }
 }

@@ -58,8 +58,10 @@ struct State {
 }
 
 impl Backend {
+    /// A backend on a reserved port ([`free_port`](super::free_port)): `restart` can
+    /// always bind it again, since no kernel-chosen port can take it meanwhile.
     pub fn start(name: &str) -> Backend {
-        Self::start_on("127.0.0.1:0", name)
+        Self::start_on(&format!("127.0.0.1:{}", super::free_port()), name)
     }
 
     pub fn start_on(addr: &str, name: &str) -> Backend {

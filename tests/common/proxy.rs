@@ -66,7 +66,7 @@ impl Proxy {
                 g.push('\n');
             }
         });
-        let p = Proxy {
+        let mut p = Proxy {
             child,
             addr,
             dir,
@@ -77,11 +77,17 @@ impl Proxy {
         p
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
+        // Generous: a loaded CI machine may take seconds to start a process.
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
+        while start.elapsed() < Duration::from_secs(30) {
             if self.log().contains("ringlb started") {
                 return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader thread take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("ringlb exited at start ({status}):\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -97,6 +103,27 @@ impl Proxy {
         let start = Instant::now();
         while start.elapsed() < within {
             if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// Log lines of the event `message` that carry every one of `fields` (see
+    /// [`has_fields`]).
+    pub fn events(&self, message: &str, fields: &[(&str, &str)]) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(message) && has_fields(l, fields))
+            .count()
+    }
+
+    /// Waits until the log has an event `message` with every one of `fields`.
+    pub fn wait_event(&self, message: &str, fields: &[(&str, &str)], within: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.events(message, fields) > 0 {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -150,6 +177,19 @@ impl Drop for Proxy {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether a log line carries every `(key, value)` of `fields` as a field: `key=value`, or
+/// `key="value"` (how the log writes strings that are not `Display`ed), as a whole token.
+pub fn has_fields(line: &str, fields: &[(&str, &str)]) -> bool {
+    fields.iter().all(|(k, v)| {
+        [format!(" {k}={v}"), format!(" {k}=\"{v}\"")]
+            .iter()
+            .any(|f| {
+                line.match_indices(f.as_str())
+                    .any(|(i, _)| line[i + f.len()..].chars().next().is_none_or(|c| c == ' '))
+            })
+    })
 }
 
 /// A config with one server block on `port` proxying `/` to upstream `app` made of

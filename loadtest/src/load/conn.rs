@@ -2,17 +2,20 @@
 //! read the response to its exact end, record, repeat. One read buffer per connection,
 //! reused for every response; the request bytes are shared and never copied.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio::BufResult;
+use monoio_rustls::ClientTlsStream;
 
 use super::plan::{Plan, Worker};
 use super::stats::ErrorKind;
 use crate::http::response::{Progress, ResponseReader, MAX_HEAD_BYTES};
+use crate::timer;
+use crate::tls;
 
 /// Read buffer per connection; bodies stream through it, only heads must fit.
 const READ_BUFFER: usize = 16 * 1024;
@@ -23,22 +26,95 @@ const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Connect,
+    Handshake,
     Exchange,
+}
+
+/// A generator connection: plain TCP, or TLS over it (`https://`).
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<ClientTlsStream<TcpStream>>),
+}
+
+impl AsyncReadRent for Conn {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Conn::Plain(s) => s.read(buf).await,
+            Conn::Tls(s) => s.read(buf).await,
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Conn::Plain(s) => s.readv(buf).await,
+            Conn::Tls(s) => s.readv(buf).await,
+        }
+    }
+}
+
+impl AsyncWriteRent for Conn {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Conn::Plain(s) => s.write(buf).await,
+            Conn::Tls(s) => s.write(buf).await,
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Conn::Plain(s) => s.writev(buf).await,
+            Conn::Tls(s) => s.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush().await,
+            Conn::Tls(s) => s.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.shutdown().await,
+            Conn::Tls(s) => s.shutdown().await,
+        }
+    }
+}
+
+impl Conn {
+    /// What a failed read means: a TLS failure by kind, or a plain read error.
+    fn read_error(&self, err: &std::io::Error) -> ErrorKind {
+        match self {
+            Conn::Plain(_) => ErrorKind::Read,
+            Conn::Tls(_) => match tls::failure(err) {
+                tls::Failure::Other if err.get_ref().is_none() => ErrorKind::Read,
+                failure => failure.into(),
+            },
+        }
+    }
 }
 
 /// Runs one connection until the worker hands out no more tickets.
 pub async fn run_connection(worker: Rc<Worker>) {
     let plan = worker.plan.clone();
-    let mut stream: Option<TcpStream> = None;
+    let mut stream: Option<Conn> = None;
     let mut buf: Vec<u8> = Vec::with_capacity(READ_BUFFER);
     let mut reader = ResponseReader::new();
     while let Some(ticket) = worker.next_ticket() {
         if let Some(due) = ticket.due {
             if due > Instant::now() {
-                monoio::time::sleep_until_precise(plan.wake_at(due)).await;
+                timer::sleep_until(plan.wake_at(due)).await;
             }
         }
         let sent = Instant::now();
+        if let (Some(due), true) = (ticket.due, ticket.counted) {
+            let late = sent.saturating_duration_since(due);
+            worker
+                .stats
+                .borrow_mut()
+                .record_late(late.as_micros() as u64);
+        }
         let mut limit = plan.timeout;
         let mut run_ends_first = false;
         if let Some(end) = plan.end {
@@ -82,6 +158,7 @@ pub async fn run_connection(worker: Rc<Worker>) {
             Ok(Err(kind)) => Some(kind),
             Err(_) if run_ends_first => break,
             Err(_) if phase == Phase::Connect => Some(ErrorKind::Connect),
+            Err(_) if phase == Phase::Handshake => Some(ErrorKind::Tls),
             Err(_) => Some(ErrorKind::Timeout),
         };
         if let Some(kind) = error {
@@ -105,18 +182,26 @@ pub async fn run_connection(worker: Rc<Worker>) {
     }
 }
 
-async fn connect(addr: SocketAddr) -> Result<TcpStream, ErrorKind> {
-    let stream = TcpStream::connect_addr(addr)
+/// Opens a connection; with TLS the handshake is part of it (and of the request's latency).
+async fn connect(plan: &Plan, phase: &mut Phase) -> Result<Conn, ErrorKind> {
+    let stream = TcpStream::connect_addr(plan.addr)
         .await
         .map_err(|_| ErrorKind::Connect)?;
     let _ = stream.set_nodelay(true);
-    Ok(stream)
+    let Some(tls) = &plan.tls else {
+        return Ok(Conn::Plain(stream));
+    };
+    *phase = Phase::Handshake;
+    match tls.connector.connect(tls.name.clone(), stream).await {
+        Ok(stream) => Ok(Conn::Tls(Box::new(stream))),
+        Err(err) => Err(tls::failure(&err.into()).into()),
+    }
 }
 
 /// One request/response on `stream` (connecting first when there is none).
 async fn exchange(
     plan: &Plan,
-    stream: &mut Option<TcpStream>,
+    stream: &mut Option<Conn>,
     buf: &mut Vec<u8>,
     reader: &mut ResponseReader,
     phase: &mut Phase,
@@ -127,7 +212,7 @@ async fn exchange(
         None => {
             *phase = Phase::Connect;
             buf.clear();
-            let conn = stream.insert(connect(plan.addr).await?);
+            let conn = stream.insert(connect(plan, phase).await?);
             *phase = Phase::Exchange;
             conn
         }
@@ -167,6 +252,12 @@ async fn exchange(
         let (len, cap) = (owned.len(), owned.capacity());
         let (result, slice) = conn.read(owned.slice_mut(len..cap)).await;
         *buf = slice.into_inner();
+        // A TLS peer that closes without close_notify reads as UnexpectedEof: an end of
+        // stream like any other (a response it cuts short still fails in `eof`).
+        let result = match result {
+            Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+            other => other,
+        };
         match result {
             Ok(0) => {
                 reader.eof().map_err(|_| ErrorKind::Read)?;
@@ -174,7 +265,7 @@ async fn exchange(
                 return Ok(());
             }
             Ok(n) => *bytes += n as u64,
-            Err(_) => return Err(ErrorKind::Read),
+            Err(err) => return Err(conn.read_error(&err)),
         }
     }
 }

@@ -19,7 +19,8 @@ use crate::cli::LoadArgs;
 use crate::http::request::{build_request, RequestSpec};
 use crate::rt;
 use crate::target::Target;
-use plan::{Plan, Progress, Worker};
+use crate::tls;
+use plan::{Plan, Progress, TlsPlan, Worker};
 use report::Report;
 use stats::Stats;
 
@@ -81,8 +82,26 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     }
     let start = Instant::now() + START_DELAY;
     let measure_start = start + args.warmup;
+    let tls = if target.tls {
+        let verify = match (&args.cacert, args.insecure) {
+            (Some(path), _) => tls::Verify::Roots(path.clone()),
+            (None, true) => tls::Verify::Nothing,
+            (None, false) => tls::default_roots().map_err(anyhow::Error::msg)?,
+        };
+        let config = tls::client_config(&verify, args.tls_resume).map_err(anyhow::Error::msg)?;
+        Some(TlsPlan {
+            connector: monoio_rustls::TlsConnector::from(config),
+            name: tls::server_name(&target.host).map_err(anyhow::Error::msg)?,
+        })
+    } else {
+        if args.insecure || args.cacert.is_some() || args.tls_resume {
+            bail!("--insecure, --cacert and --tls-resume apply to https:// URLs only");
+        }
+        None
+    };
     let plan = Arc::new(Plan {
         addr,
+        tls,
         request,
         head_request: spec.method.trim().eq_ignore_ascii_case("HEAD"),
         keepalive: !args.no_keepalive,
@@ -165,7 +184,11 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", report.to_text());
     }
-    Ok(())
+    // The report is out either way; the exit status says whether anything succeeded.
+    match report.failure() {
+        Some(why) => bail!(why),
+        None => Ok(()),
+    }
 }
 
 /// One thread: its share of the connections on this thread's runtime.

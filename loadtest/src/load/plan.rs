@@ -4,7 +4,7 @@
 //! in, and latency is measured from the actual send. Open loop (`-R`): request k of a
 //! thread is due at `start + k / thread_rate`; a free connection takes the next request,
 //! sleeps until it is due, and latency is measured from the due time. Sleeps end on a grid
-//! of `--pace` steps (default 100 us; kernel timers through io_uring, not the runtime's 1 ms
+//! of `--pace` steps (default 100 us; kernel timers, a timerfd per thread, not the runtime's 1 ms
 //! wheel, which made every request leave 1-2 ms late): a request leaves at most one step
 //! late, and requests due in the same step share one wake-up of the thread (one wake-up per
 //! request costs the generator about 3x the CPU at 23k req/s). A stalled server thus delays every
@@ -19,10 +19,18 @@ use std::time::{Duration, Instant};
 
 use super::stats::Stats;
 
+/// `https://`: how every connection of the run starts its TLS session.
+pub struct TlsPlan {
+    pub connector: monoio_rustls::TlsConnector,
+    /// The name sent as SNI and checked against the certificate.
+    pub name: rustls::pki_types::ServerName<'static>,
+}
+
 /// Everything every thread agrees on.
-#[derive(Debug)]
 pub struct Plan {
     pub addr: SocketAddr,
+    /// `https://`: TLS on every connection.
+    pub tls: Option<TlsPlan>,
     /// The serialized request, built once and shared for the whole run.
     pub request: &'static [u8],
     pub head_request: bool,
@@ -134,6 +142,7 @@ mod tests {
         let start = Instant::now();
         Plan {
             addr: "127.0.0.1:1".parse().unwrap(),
+            tls: None,
             request: b"GET / HTTP/1.1\r\n\r\n",
             head_request: false,
             keepalive: true,

@@ -50,6 +50,20 @@ impl Report {
         }
     }
 
+    /// Open loop: how late requests left after their due time (p50, p99, p99.9, max in us).
+    fn late(&self) -> Option<(u64, u64, u64, u64)> {
+        let late = &self.stats.late;
+        if self.rate.is_none() || late.is_empty() {
+            return None;
+        }
+        Some((
+            late.value_at_percentile(50.0),
+            late.value_at_percentile(99.0),
+            late.value_at_percentile(99.9),
+            late.max(),
+        ))
+    }
+
     fn by_server(&self) -> Vec<(String, u64)> {
         let mut servers: Vec<(String, u64)> = self
             .stats
@@ -59,6 +73,32 @@ impl Report {
             .collect();
         servers.sort();
         servers
+    }
+
+    /// Why the run counts as failed: no response at all was a success (2xx or 3xx), e.g.
+    /// every connection refused or every answer a 503. None when at least one succeeded.
+    pub fn failure(&self) -> Option<String> {
+        if self.stats.successes() > 0 {
+            return None;
+        }
+        let mut seen: Vec<String> = ErrorKind::ALL
+            .iter()
+            .filter(|k| self.stats.errors[**k as usize] > 0)
+            .map(|k| format!("{} {} error(s)", self.stats.errors[*k as usize], k.name()))
+            .collect();
+        seen.extend(
+            self.stats
+                .statuses()
+                .map(|(code, n)| format!("{n} response(s) {code}")),
+        );
+        Some(format!(
+            "no successful (2xx or 3xx) response: {}",
+            if seen.is_empty() {
+                "no request finished".to_string()
+            } else {
+                seen.join(", ")
+            }
+        ))
     }
 
     pub fn to_json(&self) -> Value {
@@ -77,6 +117,9 @@ impl Report {
             .collect();
         latency.insert("max".into(), json!(self.max_us()));
         latency.insert("mean".into(), json!(self.stats.latency.mean()));
+        let late = self.late().map(
+            |(p50, p99, p999, max)| json!({ "p50": p50, "p99": p99, "p999": p999, "max": max }),
+        );
         let by_server: Map<String, Value> = self
             .by_server()
             .into_iter()
@@ -97,6 +140,7 @@ impl Report {
             "mode": if self.rate.is_some() { "open" } else { "closed" },
             "rate": self.rate,
             "driver": self.driver,
+            "send_late_us": late,
         })
     }
 
@@ -149,6 +193,15 @@ impl Report {
             .collect();
         latency.push(format!("max {}", human_us(self.max_us())));
         out.push_str(&format!("  latency    {}\n", latency.join("  ")));
+        if let Some((p50, p99, p999, max)) = self.late() {
+            out.push_str(&format!(
+                "  sent late  p50 {}  p99 {}  p99.9 {}  max {}   (after the due time)\n",
+                human_us(p50),
+                human_us(p99),
+                human_us(p999),
+                human_us(max)
+            ));
+        }
         out
     }
 }
@@ -214,6 +267,30 @@ mod tests {
         }
         assert_eq!(v["latency_us"]["p50"], 500);
         assert_eq!(v["latency_us"]["max"], 1000);
+    }
+
+    #[test]
+    fn a_run_without_any_success_is_a_failure() {
+        assert_eq!(report().failure(), None);
+        let mut stats = Stats::new();
+        stats.record_error(ErrorKind::Connect, 0);
+        stats.record_response(503, 10, 100, None);
+        stats.record_response(404, 10, 100, None);
+        let failed = Report { stats, ..report() };
+        assert_eq!(
+            failed.failure().as_deref(),
+            Some("no successful (2xx or 3xx) response: 1 connect error(s), 1 response(s) 404, 1 response(s) 503")
+        );
+        let mut redirects = Stats::new();
+        redirects.record_response(302, 10, 100, None);
+        assert_eq!(
+            Report {
+                stats: redirects,
+                ..report()
+            }
+            .failure(),
+            None
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 
 use hdrhistogram::Histogram;
 
+use crate::tls;
+
 /// Latency histogram range in microseconds: 1 us to one hour, 3 significant digits.
 const LATENCY_MAX_US: u64 = 3_600_000_000;
 const LATENCY_DIGITS: u8 = 3;
@@ -18,15 +20,27 @@ pub enum ErrorKind {
     Read,
     Write,
     Invalid,
+    /// TLS: the server's certificate did not verify.
+    TlsCert,
+    /// TLS: the server sent a fatal alert.
+    TlsAlert,
+    /// TLS: any other handshake or record failure (protocol error, closed mid-handshake).
+    Tls,
 }
 
+/// How many kinds there are (the length of per-kind counters).
+pub const ERROR_KINDS: usize = 8;
+
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 5] = [
+    pub const ALL: [ErrorKind; ERROR_KINDS] = [
         ErrorKind::Connect,
         ErrorKind::Timeout,
         ErrorKind::Read,
         ErrorKind::Write,
         ErrorKind::Invalid,
+        ErrorKind::TlsCert,
+        ErrorKind::TlsAlert,
+        ErrorKind::Tls,
     ];
 
     /// The key in the report and the JSON `errors` object.
@@ -37,6 +51,19 @@ impl ErrorKind {
             ErrorKind::Read => "read",
             ErrorKind::Write => "write",
             ErrorKind::Invalid => "invalid",
+            ErrorKind::TlsCert => "tls_cert",
+            ErrorKind::TlsAlert => "tls_alert",
+            ErrorKind::Tls => "tls",
+        }
+    }
+}
+
+impl From<tls::Failure> for ErrorKind {
+    fn from(failure: tls::Failure) -> ErrorKind {
+        match failure {
+            tls::Failure::Certificate => ErrorKind::TlsCert,
+            tls::Failure::Alert => ErrorKind::TlsAlert,
+            tls::Failure::Other => ErrorKind::Tls,
         }
     }
 }
@@ -46,8 +73,11 @@ impl ErrorKind {
 pub struct Stats {
     /// Latency of every response, in microseconds.
     pub latency: Histogram<u64>,
+    /// Open loop: how late each request left after its due time, in microseconds (the
+    /// pacing's precision; its own share of the latency above).
+    pub late: Histogram<u64>,
     pub status: Vec<u64>,
-    pub errors: [u64; 5],
+    pub errors: [u64; ERROR_KINDS],
     /// Response bytes read (heads and bodies).
     pub bytes: u64,
     pub responses: u64,
@@ -66,8 +96,10 @@ impl Stats {
         Stats {
             latency: Histogram::new_with_bounds(1, LATENCY_MAX_US, LATENCY_DIGITS)
                 .expect("valid histogram bounds"),
+            late: Histogram::new_with_bounds(1, LATENCY_MAX_US, LATENCY_DIGITS)
+                .expect("valid histogram bounds"),
             status: vec![0; STATUS_SLOTS],
-            errors: [0; 5],
+            errors: [0; ERROR_KINDS],
             bytes: 0,
             responses: 0,
             by_server: HashMap::new(),
@@ -97,6 +129,12 @@ impl Stats {
         }
     }
 
+    /// Open loop: a request left `late_us` after it was due.
+    pub fn record_late(&mut self, late_us: u64) {
+        // The histogram starts at 1 us: on time counts as 1.
+        self.late.saturating_record(late_us.max(1));
+    }
+
     pub fn record_error(&mut self, kind: ErrorKind, bytes: u64) {
         self.errors[kind as usize] += 1;
         self.bytes += bytes;
@@ -109,6 +147,7 @@ impl Stats {
     pub fn merge(&mut self, other: &Stats) {
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
+        let _ = self.late.add(&other.late);
         for (mine, theirs) in self.status.iter_mut().zip(&other.status) {
             *mine += theirs;
         }
@@ -120,6 +159,11 @@ impl Stats {
         for (server, count) in &other.by_server {
             *self.by_server.entry(server.clone()).or_default() += count;
         }
+    }
+
+    /// Responses with a 2xx or 3xx status.
+    pub fn successes(&self) -> u64 {
+        self.status[200..400].iter().sum()
     }
 
     /// (status code, count) for every status seen, in code order.
@@ -151,5 +195,6 @@ mod tests {
         assert_eq!(a.errors[ErrorKind::Timeout as usize], 1);
         assert_eq!(a.bytes, 30);
         assert!(a.latency.max() >= 49_000);
+        assert_eq!(a.successes(), 2);
     }
 }

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use super::answer::{write_error, Answers, ConnectionHeader};
 use super::delay::Rng;
 use super::request::{parse_head, HeadError, RequestBody, RequestHead, MAX_HEAD_BYTES};
 use super::Backend;
 use crate::http::chunked::ChunkedDecoder;
+use crate::timer;
 
 /// Initial read buffer; grows (up to the head limit) only for unusually large heads.
 const READ_BUFFER: usize = 16 * 1024;
@@ -33,13 +33,13 @@ pub struct ThreadState {
     pub rng: RefCell<Rng>,
 }
 
-/// Serves one connection until the peer closes, an error, or a close-after answer.
-pub async fn serve_connection(
-    mut stream: TcpStream,
+/// Serves one connection (plain TCP or TLS over it) until the peer closes, an error, or a
+/// close-after answer.
+pub async fn serve_connection<S: AsyncReadRent + AsyncWriteRent>(
+    mut stream: S,
     answers: Rc<Answers>,
     thread: Rc<ThreadState>,
 ) {
-    let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_BUFFER);
     let mut out: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
     let mut pos = 0;
@@ -120,7 +120,7 @@ pub async fn serve_connection(
                 if !delay.is_zero() {
                     // Kernel timer precision: the runtime's 1 ms wheel turned a 1 ms delay
                     // into about 2.4 ms.
-                    monoio::time::sleep_until_precise(std::time::Instant::now() + delay).await;
+                    timer::sleep_until(std::time::Instant::now() + delay).await;
                 }
             }
             let (result, written) = stream.write_all(out).await;

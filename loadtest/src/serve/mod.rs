@@ -9,6 +9,7 @@ pub mod request;
 
 use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener as StdListener};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -18,10 +19,13 @@ use anyhow::Context;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::cli::{ServeArgs, DEFAULT_LISTEN};
-use crate::rt;
+use crate::{rt, tls};
 use answer::Answers;
 use conn::{serve_connection, ThreadState};
 use delay::{DelaySpec, Rng};
+
+/// Pending connections the kernel may queue per listener.
+const LISTEN_BACKLOG: libc::c_int = 4096;
 
 /// A one-time pause of the whole backend (`--stall-once`), to check that a generator
 /// corrects for coordinated omission.
@@ -75,6 +79,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     for addr in &addrs {
         let listener =
             StdListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+        // std listens with a backlog of 128: a proxy opening hundreds of upstream connections
+        // at once would see SYNs dropped and retried a second later. Listening again on a
+        // listening socket only changes the backlog (capped by net.core.somaxconn).
+        // SAFETY: a plain system call on a descriptor this function owns.
+        unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) };
         listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
         listeners.push((listener, local));
@@ -87,6 +96,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         until: OnceLock::new(),
     });
     let backend = Arc::new(Backend { delay, stall });
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(monoio_rustls::TlsAcceptor::from(
+            tls::server_config(cert, key).map_err(anyhow::Error::msg)?,
+        )),
+        _ => None,
+    };
     for index in 0..args.threads as usize {
         let mine: Vec<(StdListener, SocketAddr)> = listeners
             .iter()
@@ -94,6 +109,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .collect::<std::io::Result<_>>()?;
         let backend = backend.clone();
         let body_bytes = args.body_bytes;
+        let tls = tls.clone();
         std::thread::Builder::new()
             .name(format!("ringload-serve-{index}"))
             .spawn(move || {
@@ -102,7 +118,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     backend,
                     rng: RefCell::new(Rng::new(seed)),
                 });
-                rt::block_on(move || accept_all(mine, body_bytes, state));
+                rt::block_on(move || accept_all(mine, body_bytes, tls, state));
             })?;
     }
     for (_, addr) in &listeners {
@@ -118,6 +134,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn accept_all(
     listeners: Vec<(StdListener, SocketAddr)>,
     body_bytes: Option<usize>,
+    tls: Option<monoio_rustls::TlsAcceptor>,
     state: Rc<ThreadState>,
 ) {
     let mut loops = Vec::with_capacity(listeners.len());
@@ -131,11 +148,27 @@ async fn accept_all(
         };
         let answers = Rc::new(Answers::new(addr, body_bytes));
         let state = state.clone();
+        let tls = tls.clone();
         loops.push(monoio::spawn(async move {
             loop {
                 match listener.accept().await {
                     Ok((stream, _)) => {
-                        monoio::spawn(serve_connection(stream, answers.clone(), state.clone()));
+                        let _ = stream.set_nodelay(true);
+                        let (answers, state) = (answers.clone(), state.clone());
+                        match &tls {
+                            None => {
+                                monoio::spawn(serve_connection(stream, answers, state));
+                            }
+                            Some(acceptor) => {
+                                let acceptor = acceptor.clone();
+                                monoio::spawn(async move {
+                                    // A failed handshake just ends the connection.
+                                    if let Ok(stream) = acceptor.accept(stream).await {
+                                        serve_connection(stream, answers, state).await;
+                                    }
+                                });
+                            }
+                        }
                     }
                     // Out of descriptors or a transient accept error: back off briefly.
                     Err(_) => monoio::time::sleep(Duration::from_millis(10)).await,

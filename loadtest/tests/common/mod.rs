@@ -56,10 +56,41 @@ impl Drop for Backend {
 
 /// Runs `ringload ARGS --json` with a hard deadline and returns the parsed report.
 pub fn load_json(args: &[&str], deadline: Duration) -> serde_json::Value {
-    let (status, stdout, stderr) = run(args.iter().copied().chain(["--json"]), deadline);
+    load_json_env(args, &[], deadline)
+}
+
+/// `load_json` with extra environment variables (e.g. MONOIO_FORCE_LEGACY_DRIVER=1).
+pub fn load_json_env(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> serde_json::Value {
+    let (status, stdout, stderr) = run_env(args.iter().copied().chain(["--json"]), env, deadline);
     assert!(status, "ringload failed: {stderr}");
     serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout:?}"))
+}
+
+/// Runs `ringload ARGS --json` where nothing can succeed: asserts that it exits non-zero and
+/// says why on stderr, and returns the report it printed first and its stderr.
+pub fn load_json_failing(args: &[&str], deadline: Duration) -> (serde_json::Value, String) {
+    load_json_failing_env(args, &[], deadline)
+}
+
+/// `load_json_failing` with extra environment variables.
+pub fn load_json_failing_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+    deadline: Duration,
+) -> (serde_json::Value, String) {
+    let (status, stdout, stderr) = run_env(args.iter().copied().chain(["--json"]), env, deadline);
+    assert!(
+        !status,
+        "ringload exited 0 without a successful response: {stdout}"
+    );
+    assert!(
+        stderr.contains("no successful (2xx or 3xx) response"),
+        "stderr: {stderr}"
+    );
+    let report = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout:?}"));
+    (report, stderr)
 }
 
 /// Runs the binary; panics if it is still running after `deadline` (a hang).
@@ -67,8 +98,18 @@ pub fn run<'a>(
     args: impl IntoIterator<Item = &'a str>,
     deadline: Duration,
 ) -> (bool, String, String) {
+    run_env(args, &[], deadline)
+}
+
+/// `run` with extra environment variables.
+pub fn run_env<'a>(
+    args: impl IntoIterator<Item = &'a str>,
+    env: &[(&str, &str)],
+    deadline: Duration,
+) -> (bool, String, String) {
     let mut child = Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

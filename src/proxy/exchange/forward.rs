@@ -188,9 +188,7 @@ impl Exchange {
                             (None, PickError::NoLive) => {
                                 // Logged once per transition by the control thread.
                                 tracing::debug!(upstream = %cfg.name, "no live upstreams");
-                                let all_down =
-                                    up.peers.iter().all(|p| p.cfg.down || !p.state.is_healthy());
-                                Some(if all_down { 503 } else { 502 })
+                                Some(if up.all_down() { 503 } else { 502 })
                             }
                         };
                         return Outcome::Failed { status };

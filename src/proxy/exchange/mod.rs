@@ -22,10 +22,11 @@ pub(super) use queue::WaitQueues;
 
 use super::conn::Conn;
 use super::io::ClientIo;
-use super::route::{self, Published};
+use super::route;
 use super::spool::BufferedBody;
 use super::ProxyCtx;
 use crate::config::{Handler, VirtualServer};
+use crate::control::generation::Published;
 use crate::http::request::{RequestBody, RequestHead};
 use crate::http::response::ResponseHead;
 use crate::http::template::Vars;
@@ -74,10 +75,6 @@ pub(super) struct Exchange {
     pub(super) body: BufferedBody,
     /// A buffer for pieces read back from a temporary file.
     pub(super) scratch: Vec<u8>,
-    /// A read buffer for the upstream connection, swapped in when the one holding a whole
-    /// response is taken away to be written to the client (the server is then free before
-    /// the client has its response).
-    pub(super) spare: Vec<u8>,
     /// The location's `proxy_buffering` (`proxy_buffers`, `proxy_max_temp_file_size`), or
     /// `None` when responses are relayed as they come.
     pub(super) buffering: Option<(usize, u64)>,
@@ -294,9 +291,8 @@ impl Exchange {
             self.out = Vec::new();
         }
         self.body.shrink(SHRINK_ABOVE);
-        if self.scratch.capacity() > SHRINK_ABOVE {
-            self.scratch = Vec::new();
-        }
+        // Only a spilled upload uses it: not worth keeping per connection.
+        self.scratch = Vec::new();
         self.body.clear();
     }
 }

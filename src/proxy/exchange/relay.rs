@@ -110,7 +110,7 @@ impl Exchange {
             chunk_out: framing == ClientFraming::Chunked,
         };
         if self.res.verbatim && !close && self.head.minor == 1 {
-            if let Some(r) = self.relay_verbatim(conn, held, send_timeout).await {
+            if let Some(r) = self.relay_verbatim(ctx, conn, held, send_timeout).await {
                 return r;
             }
         }
@@ -132,14 +132,14 @@ impl Exchange {
         let piece = body_at..body_at + t.taken;
         if t.done {
             // The whole response is here: the server is free before the client reads.
-            let whole = self.detach(held, piece.end);
+            let whole = self.detach(ctx, held, piece.end);
             return self
-                .send_whole(conn, whole, piece, reframe, send_timeout, close)
+                .send_whole(ctx, conn, whole, piece, reframe, send_timeout, close)
                 .await;
         }
         if self.buffering.is_some() && !self.res.no_buffering {
             return self
-                .relay_buffered(conn, held, cursor, piece, reframe, send_timeout, close)
+                .relay_buffered(ctx, conn, held, cursor, piece, reframe, send_timeout, close)
                 .await;
         }
         self.relay_streaming(conn, held, cursor, piece, reframe, send_timeout, close)
@@ -164,13 +164,9 @@ impl Exchange {
 
     /// The response is all read: takes its bytes (the first `end` of the buffer) from the
     /// upstream connection, which keeps only what followed them, and gives the server back.
-    fn detach(&mut self, held: &mut Held<'_>, end: usize) -> Vec<u8> {
+    fn detach(&mut self, ctx: &ProxyCtx, held: &mut Held<'_>, end: usize) -> Vec<u8> {
         let up_conn = held.conn();
-        let mut spare = std::mem::take(&mut self.spare);
-        spare.clear();
-        if spare.capacity() < UPSTREAM_BUF {
-            spare.reserve(UPSTREAM_BUF);
-        }
+        let mut spare = ctx.buffers.take();
         // Whatever followed the response stays with the connection, which the pool then
         // refuses.
         spare.extend_from_slice(&up_conn.buf[end..]);
@@ -197,8 +193,10 @@ impl Exchange {
 
     /// Sends a response that is all in `whole` (the head in `out`, the body's bytes at
     /// `piece` of `whole`, or already in `out` when decoded).
+    #[allow(clippy::too_many_arguments)]
     async fn send_whole<S: ClientIo>(
         &mut self,
+        ctx: &ProxyCtx,
         conn: &mut Conn<S>,
         whole: Vec<u8>,
         piece: std::ops::Range<usize>,
@@ -225,16 +223,8 @@ impl Exchange {
             }
             r => (r, whole),
         };
-        self.recycle(whole);
+        ctx.buffers.give(whole);
         sent.map(|()| close).map_err(|_| ClientBroke)
-    }
-
-    /// Keeps a buffer the relay is done with as the next spare.
-    fn recycle(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() <= 2 * UPSTREAM_BUF {
-            buf.clear();
-            self.spare = buf;
-        }
     }
 
     /// Without buffering: each piece goes to the client before the next is read.
@@ -305,6 +295,7 @@ impl Exchange {
     #[allow(clippy::too_many_arguments)]
     async fn relay_buffered<S: ClientIo>(
         &mut self,
+        ctx: &ProxyCtx,
         conn: &mut Conn<S>,
         held: &mut Held<'_>,
         mut cursor: BodyCursor,
@@ -314,7 +305,7 @@ impl Exchange {
         close: bool,
     ) -> Result<CloseAfter, ClientBroke> {
         let (mem_limit, file_limit) = self.buffering.unwrap_or_default();
-        let mut spool = Spool::new(mem_limit, file_limit);
+        let mut spool = Spool::new(mem_limit, file_limit, &ctx.buffers);
         // The head and the first piece make the first chunk.
         let mut first_chunk = std::mem::take(&mut self.out);
         reframe.frame(&mut first_chunk, &held.conn().buf[piece.clone()]);
@@ -394,7 +385,7 @@ impl Exchange {
         &mut self,
         held: &mut Held<'_>,
         cursor: &mut BodyCursor,
-        spool: &mut Spool,
+        spool: &mut Spool<'_>,
         got: Result<usize, IoFail>,
         reframe: Reframe,
     ) -> Result<bool, ClientBroke> {
@@ -422,9 +413,6 @@ impl Exchange {
         if reframe.raw() && t.taken == up_conn.buf.len() {
             // Hand the read buffer over instead of copying it.
             std::mem::swap(&mut chunk, &mut up_conn.buf);
-            if up_conn.buf.capacity() < UPSTREAM_BUF {
-                up_conn.buf.reserve(UPSTREAM_BUF);
-            }
         } else {
             reframe.frame(&mut chunk, &up_conn.buf[..t.taken]);
             consume(&mut up_conn.buf, t.taken);
@@ -437,7 +425,7 @@ impl Exchange {
         Ok(true)
     }
 
-    async fn spool_push(&self, spool: &mut Spool, chunk: Vec<u8>) -> Result<(), ClientBroke> {
+    async fn spool_push(&self, spool: &mut Spool<'_>, chunk: Vec<u8>) -> Result<(), ClientBroke> {
         spool.push(chunk, &self.temp_dir).await.map_err(|e| {
             tracing::error!(path = %self.temp_dir.display(), error = %e, "cannot buffer a response in temp_path");
             ClientBroke
@@ -450,6 +438,7 @@ impl Exchange {
     /// not apply.
     async fn relay_verbatim<S: ClientIo>(
         &mut self,
+        ctx: &ProxyCtx,
         conn: &mut Conn<S>,
         held: &mut Held<'_>,
         send_timeout: Duration,
@@ -464,9 +453,9 @@ impl Exchange {
         if (len - body_at) as u64 != body {
             return None;
         }
-        let whole = self.detach(held, len);
+        let whole = self.detach(ctx, held, len);
         let (r, whole) = conn.send(whole, 0..len, conn.clock + send_timeout).await;
-        self.recycle(whole);
+        ctx.buffers.give(whole);
         if r.is_err() {
             return Some(Err(ClientBroke));
         }

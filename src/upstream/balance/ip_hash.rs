@@ -19,7 +19,8 @@
 
 use std::net::IpAddr;
 
-use super::{Gate, Skips, Tried};
+use super::gate::{Gate, Skips};
+use super::tried::Tried;
 use crate::config::IpHashPrefix;
 use crate::upstream::snapshot::Upstream;
 
@@ -63,7 +64,7 @@ pub(crate) fn pick(
     gate: Gate,
     skips: &mut Skips,
 ) -> Option<usize> {
-    let total = up.pre.primary_weight;
+    let total = up.tables.primary_weight;
     if gate.single || total == 0 {
         return None;
     }
@@ -73,7 +74,7 @@ pub(crate) fn pick(
     let mut h = 89u32;
     for _ in 0..=MAX_TRIES {
         h = rehash(h, key);
-        let i = up.pre.weighted_index(h as u64 % total);
+        let i = up.tables.weighted_index(h as u64 % total);
         if !tried.has(i) && gate.admits(&peers[i], skips) {
             return Some(i);
         }
@@ -157,10 +158,7 @@ mod tests {
             .collect();
         let before: Vec<usize> = clients.iter().map(|c| pick_ip(&mut sel, &up, c)).collect();
         // Health check marks server 2 down.
-        up.peers[2]
-            .state
-            .healthy
-            .store(false, std::sync::atomic::Ordering::Relaxed);
+        up.peers[2].state.check_went_down();
         let mut moved = 0;
         for (c, &b) in clients.iter().zip(&before) {
             let now = pick_ip(&mut sel, &up, c);
@@ -199,9 +197,9 @@ mod tests {
             Balance::IpHash,
             vec![server(1, 2), server(2, 1)],
         ));
-        assert_eq!(up.pre.weighted_index(0), 0);
-        assert_eq!(up.pre.weighted_index(1), 0);
-        assert_eq!(up.pre.weighted_index(2), 1);
+        assert_eq!(up.tables.weighted_index(0), 0);
+        assert_eq!(up.tables.weighted_index(1), 0);
+        assert_eq!(up.tables.weighted_index(2), 1);
         let mut sel = test_selector(&up, 1);
         // 751 % 3 = 1 -> server 0.
         assert_eq!(pick_ip(&mut sel, &up, "1.2.3.4"), 0);

@@ -6,7 +6,9 @@
 //! `zone`. Several servers tied at the lowest ratio are broken by a smooth round robin pass
 //! among just those servers, starting from the first of them, as nginx does.
 
-use super::{Gate, RrWeights, Skips, Tried};
+use super::gate::{Gate, Skips};
+use super::round_robin::RrWeights;
+use super::tried::Tried;
 use crate::upstream::snapshot::Peer;
 
 /// Picks among the primaries `peers`; `None` when none is usable.

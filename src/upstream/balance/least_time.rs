@@ -15,8 +15,10 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::gate::{Gate, Skips};
 use super::random_two::draw_two;
-use super::{Gate, Rng, Skips, Tried};
+use super::rng::Rng;
+use super::tried::Tried;
 use crate::upstream::snapshot::Upstream;
 use crate::upstream::state::PeerState;
 

@@ -1,7 +1,7 @@
 //! nginx's `random two least_conn` (`ngx_http_upstream_get_random2_peer`).
 //!
 //! Two weighted random draws among the usable primaries (cumulative weight table from
-//! `Precomputed` and a binary search), the one with the lower `active / weight` wins
+//! `Tables` and a binary search), the one with the lower `active / weight` wins
 //! (cross-multiplied; a tie goes to the second draw, as in nginx). Both draws may land on
 //! the same server, which then wins: with idle servers the choice follows the weights
 //! exactly. Draws that land on an unusable or already-tried server count as tries; after 20,
@@ -11,7 +11,9 @@
 //! Slow start: the table holds the configured weights, so a ramping server's draw is kept
 //! with probability `ramp` (rejection sampling), and the comparison uses the ramped weight.
 
-use super::{Gate, Rng, Skips, Tried, WEIGHT_SCALE};
+use super::gate::{Gate, Skips, WEIGHT_SCALE};
+use super::rng::Rng;
+use super::tried::Tried;
 use crate::upstream::snapshot::Upstream;
 
 /// nginx gives up drawing after this many unusable draws and uses round robin.
@@ -28,18 +30,18 @@ pub(crate) fn draw_two(
     gate: Gate,
     skips: &mut Skips,
 ) -> Option<(usize, Option<usize>)> {
-    let total = up.pre.primary_weight;
+    let total = up.tables.primary_weight;
     if total == 0 {
         return None;
     }
     let peers = up.primary_peers();
     let mut first: Option<usize> = None;
     for _ in 0..=MAX_TRIES {
-        let i = up.pre.weighted_index(rng.below(total));
+        let i = up.tables.weighted_index(rng.below(total));
         if (distinct && first == Some(i)) || tried.has(i) || !gate.admits(&peers[i], skips) {
             continue;
         }
-        if up.pre.slow_start {
+        if up.tables.slow_start {
             let ramp = gate.weight(&peers[i]) / peers[i].cfg.weight.max(1) as u64;
             if ramp < WEIGHT_SCALE && rng.below(WEIGHT_SCALE) >= ramp {
                 continue;

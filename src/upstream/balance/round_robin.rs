@@ -9,7 +9,8 @@
 //! adds the lower of the effective weight and the ramped weight. With no slow start this is
 //! nginx's sequence exactly, every quantity multiplied by the same constant.
 
-use super::{Gate, Skips, Tried, WEIGHT_SCALE};
+use super::gate::{Gate, Skips, WEIGHT_SCALE};
+use super::tried::Tried;
 use crate::upstream::snapshot::Peer;
 
 /// One server's worker-local round robin weights, in thousandths of a weight unit.

@@ -58,7 +58,7 @@ fn smooth_round_robin_matches_nginx_sequence() {
 
 #[test]
 fn sync_builds_locals_from_a_snapshot() {
-    let snap = bench_support::snapshot(vec![upstream_cfg(
+    let snap = snapshot(vec![upstream_cfg(
         Balance::RoundRobin,
         vec![server(1, 1), server(2, 1)],
     )]);
@@ -109,7 +109,7 @@ fn backups_serve_every_method_when_primaries_are_down() {
             };
             assert!(pick_once(&mut sel, &up, &inp).unwrap() < 2);
             for p in up.primary_peers() {
-                p.state.healthy.store(false, Ordering::Relaxed);
+                p.state.check_went_down();
             }
             let mut seen = [0u32; 4];
             for _ in 0..4 {
@@ -260,11 +260,9 @@ fn slow_start_ramps_from_ten_percent() {
         .up_since_ms
         .store(100_000, Ordering::Relaxed);
     let p = &up.peers[1];
-    assert_eq!(slow_start_permille(p, 100_000), 100);
-    assert_eq!(slow_start_permille(p, 100_500), 100);
-    assert_eq!(slow_start_permille(p, 105_000), 500);
-    assert_eq!(slow_start_permille(p, 110_000), 1000);
-    assert_eq!(slow_start_permille(&up.peers[0], 100_000), 1000);
+    assert_eq!(p.state.ramp_permille(&p.cfg, 105_000), 500);
+    let q = &up.peers[0];
+    assert_eq!(q.state.ramp_permille(&q.cfg, 100_000), 1000);
 
     let share = |balance: Balance, now: u64| {
         let mut fresh = server(2, 1);
@@ -322,9 +320,9 @@ fn panic_mode_spreads_over_all_primaries() {
     let up = upstream(&cfg);
     let mut sel = test_selector(&up, 1);
     // 2 of 4 healthy = 50%: not below the threshold, health is obeyed.
-    up.peers[0].state.healthy.store(false, Ordering::Relaxed);
+    up.peers[0].state.check_went_down();
     sel.failed(&up, 1, 1);
-    assert!(!in_panic(&up, 1));
+    assert!(!up.in_panic(1));
     let mut seen = [0u32; 4];
     for _ in 0..8 {
         let i = pick_once(&mut sel, &up, &input()).unwrap();
@@ -333,8 +331,8 @@ fn panic_mode_spreads_over_all_primaries() {
     }
     assert_eq!(seen, [0, 0, 4, 4]);
     // 1 of 4 = 25%: panic, everyone gets traffic.
-    up.peers[2].state.healthy.store(false, Ordering::Relaxed);
-    assert!(in_panic(&up, 1));
+    up.peers[2].state.check_went_down();
+    assert!(up.in_panic(1));
     let mut seen = [0u32; 4];
     for _ in 0..8 {
         let i = pick_once(&mut sel, &up, &input()).unwrap();
@@ -346,7 +344,7 @@ fn panic_mode_spreads_over_all_primaries() {
     let mut cfg2 = cfg.clone();
     cfg2.panic_threshold = None;
     let up2 = upstream(&cfg2);
-    assert!(!in_panic(&up2, 1));
+    assert!(!up2.in_panic(1));
 }
 
 #[test]
@@ -356,12 +354,12 @@ fn panic_mode_waits_for_healthy_backups() {
     let mut cfg = upstream_cfg(Balance::LeastConn, vec![server(1, 1), server(2, 1), b]);
     cfg.panic_threshold = Some(50);
     let up = upstream(&cfg);
-    up.peers[0].state.healthy.store(false, Ordering::Relaxed);
-    up.peers[1].state.healthy.store(false, Ordering::Relaxed);
-    assert!(!in_panic(&up, 1));
+    up.peers[0].state.check_went_down();
+    up.peers[1].state.check_went_down();
+    assert!(!up.in_panic(1));
     let mut sel = test_selector(&up, 1);
     assert_eq!(pick_once(&mut sel, &up, &input()), Ok(2));
-    up.peers[2].state.healthy.store(false, Ordering::Relaxed);
-    assert!(in_panic(&up, 1));
+    up.peers[2].state.check_went_down();
+    assert!(up.in_panic(1));
     assert!(pick_once(&mut sel, &up, &input()).unwrap() < 2);
 }

@@ -20,8 +20,6 @@ mod poll;
 mod read;
 pub(crate) mod recv; // ringlb patch: named by `net::OwnedRead`
 pub(crate) mod send; // ringlb patch: named by `net::OwnedWrite`
-#[cfg(target_os = "linux")]
-mod timeout;
 mod write;
 
 #[cfg(unix)]

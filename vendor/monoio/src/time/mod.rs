@@ -112,18 +112,3 @@ pub use std::time::Duration;
 
 #[doc(inline)]
 pub use timeout::{timeout, timeout_at, Timeout};
-
-/// ringlb patch: waits until `deadline` with the kernel's timer precision (microseconds)
-/// where the io_uring driver runs, instead of the timer wheel's millisecond ticks, which
-/// round every sleep up and then wake on the next tick. With the epoll driver it is
-/// [`sleep_until`].
-pub async fn sleep_until_precise(deadline: std::time::Instant) {
-    #[cfg(all(target_os = "linux", feature = "iouring"))]
-    if !crate::driver::op::is_legacy() {
-        if let Ok(op) = crate::driver::op::Op::timeout_at(deadline) {
-            let _ = op.wait().await;
-            return;
-        }
-    }
-    sleep_until(Instant::from_std(deadline)).await
-}
