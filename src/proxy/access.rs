@@ -4,8 +4,9 @@
 
 use std::net::SocketAddr;
 
-use super::exchange::{first_exact_name, Exchange};
-use super::ProxyCtx;
+use super::ctx::ProxyCtx;
+use super::exchange::Exchange;
+use super::route::first_exact_name;
 use crate::access_log::Record;
 use crate::config::{Var, VirtualServer};
 use crate::control::generation::Published;

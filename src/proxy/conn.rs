@@ -1,62 +1,25 @@
-//! The downstream side of an HTTP/1.1 connection: its socket, its read buffer, the peer,
-//! how many requests it has carried. It outlives many exchanges: it reads each request
-//! head, routes it, hands it to an [`Exchange`], and waits for the next one.
-//!
-//! Between requests (and during an exchange, once the request has been read) a read is kept
-//! armed on the client socket. It is the read that will bring the next request anyway, so
-//! it costs nothing extra, and while a response is awaited it tells at once when the client
-//! goes away: the exchange is then abandoned instead of holding a server for nobody (nginx's
-//! `proxy_ignore_client_abort off`).
+//! An HTTP/1.1 connection's request loop: read each request head on the downstream
+//! connection, route it to its server block, hand it to an [`Exchange`], log it, and wait
+//! for the next one.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use monoio::buf::IoBufMut;
 use monoio::net::TcpStream;
 
+use super::ctx::ProxyCtx;
+use super::downstream::{Conn, CLIENT_BUF};
 use super::exchange::Exchange;
-use super::io::{recv, send, ClientIo, IoFail};
+use super::io::{ClientIo, IoFail};
 use super::slot;
 use super::watchdog::Watch;
-use super::ProxyCtx;
 use crate::config::VirtualServer;
 use crate::http::request;
-use crate::http::rewrite;
 use crate::metrics::{self, WorkerStats};
-use crate::pool::make_room;
 
-/// First allocation of a client's read buffer: a typical request head fits, and 10,000 idle
-/// connections cost 20 MiB of buffers at most.
-const CLIENT_BUF: usize = 2048;
-/// Lingering close (see `Conn::linger`): at most this long in all, this long between two
-/// reads, and this many bytes dropped (nginx: lingering_time 30s, lingering_timeout 5s; a
-/// proxy under attack should let go sooner).
-const LINGER_TIME: Duration = Duration::from_secs(2);
-const LINGER_TIMEOUT: Duration = Duration::from_millis(500);
-const LINGER_MAX_BYTES: usize = 1 << 20;
 /// After a large request the buffer shrinks back so that an idle connection stays cheap.
 const SHRINK_ABOVE: usize = 64 * 1024;
-
-/// One client connection's state, reused from request to request.
-pub(super) struct Conn<S: ClientIo> {
-    pub(super) stream: S,
-    /// The client's address.
-    pub(super) remote: SocketAddr,
-    pub(super) listen: SocketAddr,
-    /// Bytes read from the client; the current request starts at 0. Empty (without
-    /// capacity) while the armed read owns it.
-    pub(super) buf: Vec<u8>,
-    armed: Option<S::Armed>,
-    /// Requests served on this connection.
-    pub(super) served: u64,
-    /// The last clock reading: taken when a request head starts arriving and when a
-    /// response head arrives, and reused for every deadline in between (timeouts are in
-    /// seconds; reading the clock before every operation is measurable per request).
-    pub(super) clock: Instant,
-}
 
 /// Serves one accepted TCP client connection until it closes.
 pub async fn serve(stream: TcpStream, remote: SocketAddr, listen: SocketAddr, ctx: Rc<ProxyCtx>) {
@@ -73,15 +36,7 @@ pub async fn serve_stream<S: ClientIo>(
 ) {
     let _open = OpenGuard::new(&ctx.stats);
     metrics::bump(&ctx.stats.clients_accepted);
-    let mut conn = Conn {
-        stream,
-        remote,
-        listen,
-        buf: Vec::with_capacity(CLIENT_BUF),
-        armed: None,
-        served: 0,
-        clock: Instant::now(),
-    };
+    let mut conn = Conn::new(stream, remote, listen);
     let mut ex = Exchange::default();
     conn.run(&ctx, &mut ex).await;
 }
@@ -128,7 +83,7 @@ impl<S: ClientIo> Conn<S> {
                     if default_vs.access_log.is_some() {
                         ex.capture_rejected(&self.buf);
                     }
-                    self.respond_own(ctx, ex, status, true, default_vs).await;
+                    ex.respond_own(ctx, self, status, true, default_vs).await;
                     ex.write_log(ctx, &cur, self.remote, default_vs);
                     return;
                 }
@@ -160,9 +115,7 @@ impl<S: ClientIo> Conn<S> {
             if close {
                 return;
             }
-            if self.armed.is_none()
-                && self.buf.capacity() > SHRINK_ABOVE
-                && self.buf.len() < CLIENT_BUF
+            if !self.is_armed() && self.buf.capacity() > SHRINK_ABOVE && self.buf.len() < CLIENT_BUF
             {
                 self.buf.shrink_to(CLIENT_BUF);
             }
@@ -226,159 +179,6 @@ impl<S: ClientIo> Conn<S> {
                 }
                 Err(IoFail::Timeout) if started => return HeadRead::Reject(408),
                 Err(_) => return HeadRead::Gone,
-            }
-        }
-    }
-
-    /// Once the current request is all read: arms the read that brings the next one and
-    /// meanwhile tells if the client goes away. Not when the client already sent more
-    /// (pipelined requests wait in `buf`, and the armed read would hide them).
-    pub(super) fn watch_client(&mut self) {
-        if self.buf.is_empty() {
-            self.arm();
-        }
-    }
-
-    /// Starts the client read that stays in flight (see the module documentation), appending
-    /// to `buf`; does nothing if one is armed or the stream cannot keep one.
-    fn arm(&mut self) {
-        if self.armed.is_some() {
-            return;
-        }
-        let mut buf = std::mem::take(&mut self.buf);
-        let len = make_room(&mut buf);
-        match self.stream.read_owned(buf.slice_mut(len..)) {
-            Ok(read) => self.armed = Some(read),
-            Err(slice) => self.buf = slice.into_inner(),
-        }
-    }
-
-    /// Polls the armed read; when it completes, `buf` holds what it read (appended).
-    /// Pending when no read is armed.
-    pub(super) fn poll_armed(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        let Some(read) = self.armed.as_mut() else {
-            return Poll::Pending;
-        };
-        match std::pin::Pin::new(read).poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready((res, slice)) => {
-                self.armed = None;
-                self.buf = slice.into_inner();
-                Poll::Ready(res)
-            }
-        }
-    }
-
-    /// Reads once more from the client, appending to `buf`: through the armed read when
-    /// there is one. `Ok(0)` is end of stream.
-    pub(super) async fn read(&mut self, watch: Watch) -> Result<usize, IoFail> {
-        self.arm();
-        if self.armed.is_none() {
-            let buf = std::mem::take(&mut self.buf);
-            let (res, buf) = recv(&mut self.stream, buf, watch).await;
-            self.buf = buf;
-            return res;
-        }
-        let armed = watch.arm(self.stream.as_raw_fd());
-        let res = std::future::poll_fn(|cx| self.poll_armed(cx)).await;
-        if armed.fired() {
-            return Err(IoFail::Timeout);
-        }
-        res.map_err(IoFail::Io)
-    }
-
-    /// Drops the first `n` bytes of `buf` (the request just served), keeping any
-    /// pipelined bytes that follow.
-    pub(super) fn consume(&mut self, n: usize) {
-        if n >= self.buf.len() {
-            self.buf.clear();
-        } else {
-            self.buf.drain(..n);
-        }
-    }
-
-    /// Writes `buf[range]` to the client, watched by `deadline`.
-    pub(super) async fn send(
-        &mut self,
-        buf: Vec<u8>,
-        range: std::ops::Range<usize>,
-        deadline: Instant,
-    ) -> (Result<(), IoFail>, Vec<u8>) {
-        send(&mut self.stream, buf, range, Watch::both(deadline)).await
-    }
-
-    /// Answers `Expect: 100-continue` before the body is read (nginx does the same; the
-    /// Expect header is not forwarded).
-    pub(super) async fn send_continue(&mut self, ex: &mut Exchange, vs: &VirtualServer) -> bool {
-        ex.head.expect_continue = false;
-        let mut msg = std::mem::take(&mut ex.out);
-        let mark = msg.len();
-        msg.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-        let end = msg.len();
-        let (res, mut msg) = self
-            .send(msg, mark..end, self.clock + vs.client_body_timeout)
-            .await;
-        msg.truncate(mark);
-        ex.out = msg;
-        res.is_ok()
-    }
-
-    /// Sends a response ringlb makes itself.
-    pub(super) async fn respond_own(
-        &mut self,
-        ctx: &ProxyCtx,
-        ex: &mut Exchange,
-        status: u16,
-        close: bool,
-        vs: &VirtualServer,
-    ) {
-        metrics::bump(&ctx.stats.own_codes[metrics::code_slot(status)]);
-        ex.out.clear();
-        rewrite::error_response(&mut ex.out, status, close);
-        ex.log.status = status;
-        ex.log.head_bytes = ex
-            .out
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or(0, |i| i as u64 + 4);
-        let out = std::mem::take(&mut ex.out);
-        let len = out.len();
-        let (res, out) = self
-            .send(out, 0..len, Instant::now() + vs.client_body_timeout)
-            .await;
-        if res.is_ok() {
-            ex.log.sent += out.len() as u64;
-        }
-        ex.out = out;
-        if close && res.is_ok() {
-            self.linger().await;
-        }
-    }
-
-    /// nginx's lingering close: after a response on a connection that is closing while the
-    /// client may still be sending, send FIN and read (and drop) what the client is still
-    /// sending for a short while. Closing with unread data would send a reset, which can
-    /// destroy the response before the client reads it (a 413 for a body still arriving,
-    /// typically).
-    pub(super) async fn linger(&mut self) {
-        // The descriptor is this connection's, open until `self` is dropped.
-        let _ = crate::sys::shutdown(self.stream.as_raw_fd(), std::net::Shutdown::Write);
-        let until = Instant::now() + LINGER_TIME;
-        let mut drained = 0usize;
-        while drained < LINGER_MAX_BYTES {
-            let now = Instant::now();
-            if now >= until {
-                break;
-            }
-            if self.armed.is_none() {
-                self.buf.clear();
-            }
-            match self
-                .read(Watch::read((now + LINGER_TIMEOUT).min(until)))
-                .await
-            {
-                Ok(n) if n > 0 => drained += n,
-                _ => break,
             }
         }
     }

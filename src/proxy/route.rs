@@ -103,3 +103,14 @@ fn strip_port(host: &[u8]) -> &[u8] {
         .position(|&b| b == b':')
         .map_or(host, |i| &host[..i])
 }
+
+/// The server block's first exact name (`$host` when the request names none, as nginx).
+pub(super) fn first_exact_name(vs: &VirtualServer) -> &str {
+    vs.server_names
+        .iter()
+        .find_map(|n| match n {
+            ServerName::Exact(n) => Some(n.as_str()),
+            ServerName::Wildcard(_) => None,
+        })
+        .unwrap_or("")
+}

@@ -8,8 +8,8 @@ use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use monoio::BufResult;
 
+use super::ctx::ProxyCtx;
 use super::io::{read_append, write_from};
-use super::ProxyCtx;
 
 /// Per-direction buffer of a tunnel.
 const TUNNEL_BUF: usize = 16 * 1024;

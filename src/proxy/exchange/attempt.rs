@@ -22,32 +22,22 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use super::forward::Failure;
-use super::{BodyPlan, Exchange, REPLAY_MAX};
+use super::{BodyPlan, Exchange, Failure, Progress, REPLAY_MAX};
 use crate::config::VirtualServer;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{Method, RequestBody};
 use crate::http::response;
 use crate::pool::{ConnectError, UpConn};
-use crate::proxy::conn::Conn;
+use crate::proxy::ctx::ProxyCtx;
+use crate::proxy::downstream::Conn;
 use crate::proxy::io::{first, ClientIo, First, IoFail};
 use crate::proxy::spool::READ_BACK;
 use crate::proxy::watchdog::Watch;
-use crate::proxy::ProxyCtx;
 use crate::upstream::{Peer, Upstream};
 
 /// Largest response head accepted from a backend (nginx's proxy_buffer_size is 4-8 KiB; we
 /// are more generous, and anything past this is an invalid response).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
-
-/// How far an attempt got; decides whether it may be replayed elsewhere.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Progress {
-    /// Some of the request reached a backend socket.
-    pub request_sent: bool,
-    /// Some of a streamed body was consumed from the client: no replay possible.
-    pub body_consumed: bool,
-}
 
 /// How sending (part of) a request ended.
 enum Sent {
@@ -157,7 +147,7 @@ impl Exchange {
         let len = out.len();
         let deadline = conn.clock + cfg.send_timeout;
         let (sent, out) = self
-            .send_watching(up_conn, out, 0..len, deadline, cfg.read_timeout)
+            .send_watching(up_conn, out, 0..len, deadline, self.read_timeout)
             .await;
         self.out = out;
         if let Sent::Answered = sent? {
@@ -181,7 +171,7 @@ impl Exchange {
                 conn.watch_client();
             }
         }
-        self.read_response_head(conn, up_conn, up).await
+        self.read_response_head(conn, up_conn).await
     }
 
     /// Sends the part of a buffered request body that went to the temporary file.
@@ -416,7 +406,7 @@ impl Exchange {
         up_conn: &mut UpConn,
         vs: &VirtualServer,
     ) -> Result<Option<Sent>, Failure> {
-        if self.head.expect_continue && !conn.send_continue(self, vs).await {
+        if self.head.expect_continue && !self.send_continue(conn, vs).await {
             return Err(Failure::Client(None));
         }
         let head_request = self.head.method == Method::Head;
@@ -444,7 +434,6 @@ impl Exchange {
         &mut self,
         conn: &mut Conn<S>,
         up_conn: &mut UpConn,
-        up: &Upstream,
     ) -> Result<(), Failure> {
         let head_request = self.head.method == Method::Head;
         loop {
@@ -456,8 +445,7 @@ impl Exchange {
                 // runs from the request's clock reading.
                 conn.clock = Instant::now();
             }
-            let watch =
-                Watch::both(conn.clock + up.cfg.read_timeout).arm(up_conn.stream.as_raw_fd());
+            let watch = Watch::both(conn.clock + self.read_timeout).arm(up_conn.stream.as_raw_fd());
             up_conn.arm();
             let wait = poll_fn(|cx| up_conn.poll_armed(cx));
             match first(wait, |cx| conn.poll_armed(cx)).await {

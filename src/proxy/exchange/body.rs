@@ -11,10 +11,10 @@ use super::Exchange;
 use crate::config::{ProxyLoc, VirtualServer};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::RequestBody;
-use crate::proxy::conn::Conn;
+use crate::proxy::ctx::ProxyCtx;
+use crate::proxy::downstream::Conn;
 use crate::proxy::io::{ClientIo, IoFail};
 use crate::proxy::watchdog::Watch;
-use crate::proxy::ProxyCtx;
 
 /// Why a body could not be read whole.
 pub(super) enum BodyError {
@@ -93,7 +93,7 @@ impl Exchange {
             if remaining == 0 {
                 return Ok(());
             }
-            if self.head.expect_continue && !conn.send_continue(self, vs).await {
+            if self.head.expect_continue && !self.send_continue(conn, vs).await {
                 return Err(BodyError::Gone);
             }
             conn.buf.reserve(super::REPLAY_MAX as usize);

@@ -1,115 +1,16 @@
 //! Choosing a server and retrying on the next one, as nginx's `proxy_next_upstream` does;
 //! after the response, the upstream connection goes back to the pool or is closed.
 
-use std::io;
 use std::time::Instant;
 
-use super::attempt::Progress;
-use super::relay::ClientBroke;
-use super::{BodyPlan, Exchange, Outcome};
+use super::{BodyPlan, ClientBroke, Exchange, Failure, Held, Outcome, Progress};
 use crate::config::{Balance, VirtualServer};
 use crate::metrics;
-use crate::pool::UpConn;
-use crate::proxy::conn::Conn;
+use crate::proxy::ctx::ProxyCtx;
+use crate::proxy::downstream::Conn;
 use crate::proxy::io::ClientIo;
-use crate::proxy::ProxyCtx;
 use crate::upstream::balance::release;
 use crate::upstream::{coarse_now_ms, PickError, PickInput, Upstream};
-
-/// Why an attempt on one server failed, in nginx's `next_upstream` terms.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum Failure {
-    /// `error`: connect refused, reset, closed before a response.
-    #[error("{0}")]
-    Error(io::Error),
-    /// `timeout`: connect, send or read timed out.
-    #[error("timed out")]
-    Timeout,
-    /// `invalid_header`: the response head was not valid HTTP.
-    #[error("invalid response: {0}")]
-    Invalid(&'static str),
-    /// The client broke (or sent a bad body) while its body was being streamed.
-    #[error("client side failed")]
-    Client(Option<u16>),
-    /// The client went away while its request waited: nothing is owed to anyone, and the
-    /// server is not to blame.
-    #[error("client went away")]
-    ClientGone,
-}
-
-impl Failure {
-    fn retry_allowed(&self, up: &Upstream) -> bool {
-        let n = &up.cfg.next_upstream;
-        match self {
-            Failure::Error(_) => n.error,
-            Failure::Timeout => n.timeout,
-            Failure::Invalid(_) => n.invalid_header,
-            Failure::Client(_) | Failure::ClientGone => false,
-        }
-    }
-
-    /// Whether the server is to blame (a passive failure).
-    fn blames_server(&self) -> bool {
-        !matches!(self, Failure::Client(_) | Failure::ClientGone)
-    }
-
-    fn status(&self) -> Option<u16> {
-        match self {
-            Failure::Timeout => Some(504),
-            Failure::Client(s) => *s,
-            Failure::ClientGone => None,
-            _ => Some(502),
-        }
-    }
-}
-
-/// The server side of an exchange while its response is relayed: the connection and the
-/// server's slot (its active count, which `least_conn` and `max_conns` read). Both are given
-/// back once, as soon as the response has been read from the server (the client may still
-/// be receiving it), or when the exchange ends some other way (dropped: not pooled).
-pub(super) struct Held<'a> {
-    ctx: &'a ProxyCtx,
-    up: &'a Upstream,
-    i: usize,
-    conn: Option<UpConn>,
-}
-
-impl Held<'_> {
-    /// The connection, until it is released.
-    pub(super) fn conn(&mut self) -> &mut UpConn {
-        self.conn
-            .as_mut()
-            .expect("the relay uses the upstream connection only until it releases it")
-    }
-
-    pub(super) fn is_held(&self) -> bool {
-        self.conn.is_some()
-    }
-
-    /// The server's part of the exchange is over: its slot is free, and its connection
-    /// goes back to the pool when `reusable` (and it may carry more requests).
-    pub(super) fn release(&mut self, reusable: bool) {
-        let Some(conn) = self.conn.take() else {
-            return;
-        };
-        release(&self.up.peers[self.i]);
-        let cfg = &self.up.cfg;
-        if reusable && !self.ctx.stopping() && conn.requests < cfg.keepalive_requests {
-            self.ctx.pool.borrow_mut().put(
-                self.up.peers[self.i].state.id,
-                conn,
-                cfg.keepalive,
-                Instant::now() + cfg.keepalive_timeout,
-            );
-        }
-    }
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.release(false);
-    }
-}
 
 /// This request's slot in the upstream's retry budget, taken at its first retry and given
 /// back when the request ends.

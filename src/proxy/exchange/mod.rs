@@ -3,36 +3,31 @@
 //! socket and outlives many exchanges; an exchange owns what one request needs: its parsed
 //! head, the head as it is forwarded, the response head, the servers tried, the log record.
 //!
-//! Data flows one way through the submodules: `mod.rs` (route the request to a location,
-//! prepare what is forwarded) -> `forward` (server choice and retries) -> `attempt` (one
-//! server: connection, request, response head) -> `relay` (response body) or the tunnel
-//! (after a 101). `queue` holds requests while every server is at `max_conns`.
+//! This file holds the exchange's state and the values that pass between its steps. Data
+//! flows one way through the submodules: `handle` (route the request to a location, read
+//! its body, prepare what is forwarded) -> `forward` (server choice and retries) ->
+//! `attempt` (one server: connection, request, response head) -> `relay` (response body)
+//! or the tunnel (after a 101). `body` reads a request body whole, `queue` waits while
+//! every server is at `max_conns`, `own` makes ringlb's own responses.
 
 mod attempt;
 mod body;
 mod forward;
-mod local;
+mod handle;
+mod own;
 mod queue;
 mod relay;
 
+use std::io;
 use std::time::{Duration, Instant};
 
-pub(super) use local::first_exact_name;
-pub(super) use queue::WaitQueues;
-
-use super::conn::Conn;
-use super::io::ClientIo;
-use super::route;
+use super::ctx::ProxyCtx;
 use super::spool::BufferedBody;
-use super::ProxyCtx;
-use crate::config::{Handler, VirtualServer};
-use crate::control::generation::Published;
-use crate::http::request::{RequestBody, RequestHead};
+use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
-use crate::http::template::Vars;
-use crate::http::{has_token, rewrite, trim, uri};
-use crate::upstream::Tried;
-use body::BodyError;
+use crate::pool::UpConn;
+use crate::upstream::balance::release;
+use crate::upstream::{Tried, Upstream};
 
 /// With `proxy_request_buffering = false`, a body up to this size is still read whole
 /// before the backend is contacted, so that a failed attempt can be replayed on the next
@@ -43,12 +38,12 @@ pub(super) const REPLAY_MAX: u64 = 64 * 1024;
 const SHRINK_ABOVE: usize = 64 * 1024;
 
 /// Whether the client connection must be closed after the current response.
-pub(super) type CloseAfter = bool;
+pub(in crate::proxy) type CloseAfter = bool;
 
 /// What one request needs on its way through, reused from request to request for its
 /// buffers' capacity.
 #[derive(Default)]
-pub(super) struct Exchange {
+pub(in crate::proxy) struct Exchange {
     /// The request head, as offsets into the connection's buffer. Valid until the request
     /// bytes are consumed from that buffer (once `out` holds what is forwarded).
     pub(super) head: RequestHead,
@@ -86,7 +81,7 @@ pub(super) struct Exchange {
 
 /// Facts about one request gathered along the way, for the access log.
 #[derive(Debug, Default, Clone)]
-pub(super) struct RequestLog {
+pub(in crate::proxy) struct RequestLog {
     /// The last server tried (nginx's `$upstream_addr`).
     /// As (upstream index, server index) in the configuration the request ran on.
     pub upstream: Option<(usize, usize)>,
@@ -111,7 +106,7 @@ pub(super) struct RequestLog {
 
 impl RequestLog {
     /// Clears the facts of the previous request, keeping the capture buffer's memory.
-    pub(super) fn reset(&mut self) {
+    pub(in crate::proxy) fn reset(&mut self) {
         let mut head = std::mem::take(&mut self.head);
         head.clear();
         *self = RequestLog {
@@ -145,148 +140,8 @@ pub(super) enum BodyPlan {
 }
 
 impl Exchange {
-    /// Serves the parsed request; returns whether the connection must close afterwards.
-    pub(super) async fn handle<S: ClientIo>(
-        &mut self,
-        ctx: &ProxyCtx,
-        conn: &mut Conn<S>,
-        cur: &Published,
-        vs: &VirtualServer,
-    ) -> CloseAfter {
-        let head_len = self.head.head_len;
-        let target = &conn.buf[self.head.target.0 as usize..self.head.target.1 as usize];
-        let path = match uri::normalize(target, &mut self.path) {
-            Ok(false) => target,
-            Ok(true) => &self.path[..],
-            Err(_) => {
-                conn.respond_own(ctx, self, 400, true, vs).await;
-                return true;
-            }
-        };
-        let loc = route::location(vs, path);
-        self.max_body = loc.map_or(vs.max_body_bytes, |l| l.max_body_bytes);
-        if let RequestBody::Length(n) = self.head.body {
-            if self.max_body > 0 && n > self.max_body {
-                conn.respond_own(ctx, self, 413, true, vs).await;
-                return true;
-            }
-        }
-        let loc = match loc.map(|l| &l.handler) {
-            Some(Handler::Proxy(p)) => p,
-            Some(Handler::Return(r)) => return self.answer_return(ctx, conn, vs, r).await,
-            Some(Handler::Files(_)) | None => {
-                let close = self.head.body != RequestBody::None || !self.head.keep_alive;
-                conn.respond_own(ctx, self, 404, close, vs).await;
-                conn.consume(head_len);
-                return close;
-            }
-        };
-        let up = &cur.snapshot.upstreams[loc.upstream];
-        self.read_timeout = loc.read_timeout.unwrap_or(up.cfg.read_timeout);
-        self.buffering = loc
-            .buffering
-            .then_some((loc.buffers, loc.max_temp_file_size));
-        let temp_dir = &cur.config().runtime.temp_path;
-        if self.buffering.is_some() && self.temp_dir != *temp_dir {
-            self.temp_dir.clone_from(temp_dir);
-        }
-        let close = !self.head.keep_alive
-            || vs.keepalive_timeout.is_zero()
-            || conn.served + 1 >= vs.keepalive_requests
-            || ctx.stopping();
-
-        self.early = false;
-        self.key.clear();
-        // The body first: a buffered one is read whole before anything else (its length
-        // goes into the forwarded head).
-        let plan = match self.head.body {
-            RequestBody::None => BodyPlan::InOut,
-            RequestBody::Length(n) if n <= REPLAY_MAX || loc.request_buffering => {
-                BodyPlan::Buffered
-            }
-            RequestBody::Chunked if loc.request_buffering => BodyPlan::Buffered,
-            RequestBody::Length(_) | RequestBody::Chunked => BodyPlan::Stream,
-        };
-        if plan == BodyPlan::Buffered {
-            match self.buffer_body(ctx, conn, vs, loc).await {
-                Ok(()) => {}
-                Err(BodyError::Status(status)) => {
-                    conn.respond_own(ctx, self, status, true, vs).await;
-                    return true;
-                }
-                Err(BodyError::Gone) => return true,
-            }
-        }
-        self.out.clear();
-        {
-            let upgrade = self
-                .head
-                .upgrade_value
-                .map(|(a, b)| &conn.buf[a as usize..b as usize]);
-            let upgrade = upgrade.filter(|v| upgrade_allowed(v, &loc.upgrade));
-            self.upgrade = upgrade.is_some();
-            let vars = Vars {
-                buf: &conn.buf,
-                head: &self.head,
-                remote: conn.remote,
-                server_name: local::first_exact_name(vs),
-            };
-            let forwarding = rewrite::Forwarding {
-                upgrade,
-                drop_underscores: !vs.underscores_in_headers,
-                body_length: (plan == BodyPlan::Buffered).then(|| self.body.len()),
-            };
-            rewrite::request_head(
-                &mut self.out,
-                &vars,
-                &loc.set_headers,
-                &up.cfg.name,
-                &forwarding,
-            );
-            if let Some(t) = &up.cfg.hash {
-                vars.eval(t, &mut self.key);
-            }
-        }
-        let plan = match plan {
-            // The head and what of the body is in memory go in one write; a spilled rest
-            // follows from the file.
-            BodyPlan::Buffered => {
-                self.out.extend_from_slice(&self.body.mem);
-                if self.body.file_len() == 0 {
-                    BodyPlan::InOut
-                } else {
-                    BodyPlan::Buffered
-                }
-            }
-            p => p,
-        };
-        if plan != BodyPlan::Stream {
-            // The body's bytes already left the buffer; the head goes now.
-            conn.consume(head_len);
-            // The request is all read: the client read can be armed (the next request's
-            // read, which meanwhile tells if the client goes away). Not for an upgrade:
-            // what the client sends next may be tunnel bytes, read by the tunnel.
-            if !self.upgrade {
-                conn.watch_client();
-            }
-        }
-
-        match self.forward(ctx, conn, up, vs, plan, close).await {
-            Outcome::Done { close } => close,
-            Outcome::Failed { status } => {
-                // A streamed body may be half read: the connection cannot find its next
-                // request.
-                let close = close || plan == BodyPlan::Stream;
-                if let Some(status) = status {
-                    conn.respond_own(ctx, self, status, close, vs).await;
-                }
-                close || status.is_none()
-            }
-        }
-    }
-
     /// Lets go of buffer memory a large request or response left behind.
-    pub(super) fn shrink(&mut self) {
+    pub(in crate::proxy) fn shrink(&mut self) {
         if self.out.capacity() > SHRINK_ABOVE {
             self.out = Vec::new();
         }
@@ -297,43 +152,109 @@ impl Exchange {
     }
 }
 
-/// Whether every protocol an Upgrade header offers is one the location passes on. `h2c`
-/// never is: a proxy that tunnels it lets clients speak HTTP/2 past its own rules ("h2c
-/// smuggling").
-fn upgrade_allowed<A: AsRef<str>>(value: &[u8], allowed: &[A]) -> bool {
-    let mut any = false;
-    for offer in value.split(|&b| b == b',') {
-        let offer = trim(offer);
-        let name = offer.split(|&b| b == b'/').next().unwrap_or(offer);
-        if name.is_empty() {
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"h2c")
-            || !allowed
-                .iter()
-                .any(|a| a.as_ref().as_bytes().eq_ignore_ascii_case(name))
-        {
-            return false;
-        }
-        any = true;
-    }
-    any && !has_token(value, b"h2c")
+/// Why an attempt on one server failed, in nginx's `next_upstream` terms.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Failure {
+    /// `error`: connect refused, reset, closed before a response.
+    #[error("{0}")]
+    Error(io::Error),
+    /// `timeout`: connect, send or read timed out.
+    #[error("timed out")]
+    Timeout,
+    /// `invalid_header`: the response head was not valid HTTP.
+    #[error("invalid response: {0}")]
+    Invalid(&'static str),
+    /// The client broke (or sent a bad body) while its body was being streamed.
+    #[error("client side failed")]
+    Client(Option<u16>),
+    /// The client went away while its request waited: nothing is owed to anyone, and the
+    /// server is not to blame.
+    #[error("client went away")]
+    ClientGone,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl Failure {
+    fn retry_allowed(&self, up: &Upstream) -> bool {
+        let n = &up.cfg.next_upstream;
+        match self {
+            Failure::Error(_) => n.error,
+            Failure::Timeout => n.timeout,
+            Failure::Invalid(_) => n.invalid_header,
+            Failure::Client(_) | Failure::ClientGone => false,
+        }
+    }
 
-    #[test]
-    fn only_listed_upgrades_pass() {
-        assert!(upgrade_allowed(b"websocket", &["websocket"]));
-        assert!(upgrade_allowed(b"WebSocket", &["websocket"]));
-        assert!(!upgrade_allowed(b"h2c", &["websocket"]));
-        assert!(!upgrade_allowed(b"h2c", &["h2c"]));
-        assert!(!upgrade_allowed(b"websocket, h2c", &["websocket"]));
-        assert!(!upgrade_allowed(b"foo/1", &["websocket"]));
-        assert!(upgrade_allowed(b"foo/1", &["foo"]));
-        assert!(!upgrade_allowed::<&str>(b"websocket", &[]));
-        assert!(!upgrade_allowed(b"", &["websocket"]));
+    /// Whether the server is to blame (a passive failure).
+    fn blames_server(&self) -> bool {
+        !matches!(self, Failure::Client(_) | Failure::ClientGone)
+    }
+
+    fn status(&self) -> Option<u16> {
+        match self {
+            Failure::Timeout => Some(504),
+            Failure::Client(s) => *s,
+            Failure::ClientGone => None,
+            _ => Some(502),
+        }
     }
 }
+
+/// The server side of an exchange while its response is relayed: the connection and the
+/// server's slot (its active count, which `least_conn` and `max_conns` read). Both are given
+/// back once, as soon as the response has been read from the server (the client may still
+/// be receiving it), or when the exchange ends some other way (dropped: not pooled).
+pub(super) struct Held<'a> {
+    ctx: &'a ProxyCtx,
+    up: &'a Upstream,
+    i: usize,
+    conn: Option<UpConn>,
+}
+
+impl Held<'_> {
+    /// The connection, until it is released.
+    pub(super) fn conn(&mut self) -> &mut UpConn {
+        self.conn
+            .as_mut()
+            .expect("the relay uses the upstream connection only until it releases it")
+    }
+
+    pub(super) fn is_held(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// The server's part of the exchange is over: its slot is free, and its connection
+    /// goes back to the pool when `reusable` (and it may carry more requests).
+    pub(super) fn release(&mut self, reusable: bool) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        release(&self.up.peers[self.i]);
+        let cfg = &self.up.cfg;
+        if reusable && !self.ctx.stopping() && conn.requests < cfg.keepalive_requests {
+            self.ctx.pool.borrow_mut().put(
+                self.up.peers[self.i].state.id,
+                conn,
+                cfg.keepalive,
+                Instant::now() + cfg.keepalive_timeout,
+            );
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.release(false);
+    }
+}
+
+/// How far an attempt got; decides whether it may be replayed elsewhere.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Progress {
+    /// Some of the request reached a backend socket.
+    pub request_sent: bool,
+    /// Some of a streamed body was consumed from the client: no replay possible.
+    pub body_consumed: bool,
+}
+
+/// The client connection broke, or the response was cut short: it must be closed.
+pub(super) struct ClientBroke;

@@ -1,74 +1,25 @@
 //! `queue` / `queue_timeout`: when every server of an upstream is at `max_conns`, requests
-//! wait in a bounded FIFO (per worker, per upstream) instead of failing at once.
+//! wait in a bounded FIFO (per worker, per upstream, `proxy::queues`) instead of failing at
+//! once.
 //!
 //! Only the request at the head of a queue tries for a slot, so they are served in order.
 //! Slots freed on other workers cannot wake this worker's queue, so the head re-tries on a
 //! short timer; the polling only happens while requests are actually queued (overload). A
-//! request holds its place through a [`Ticket`], which leaves the queue when dropped: when
-//! the request is served, times out, or its client goes away (the wait watches the client's
+//! request holds its place through a ticket, which leaves the queue when dropped: when the
+//! request is served, times out, or its client goes away (the wait watches the client's
 //! armed read).
 
-use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::Exchange;
-use crate::proxy::conn::Conn;
+use crate::proxy::ctx::ProxyCtx;
+use crate::proxy::downstream::Conn;
 use crate::proxy::io::{first, ClientIo, First};
-use crate::proxy::ProxyCtx;
+use crate::proxy::queues::Ticket;
 use crate::upstream::{PickError, Upstream};
 
 /// How often the head of a queue re-tries for a free slot (monoio's timer resolution).
 const QUEUE_POLL: Duration = Duration::from_millis(1);
-
-#[derive(Default)]
-pub(in crate::proxy) struct WaitQueues {
-    by_upstream: HashMap<String, VecDeque<u64>>,
-    next_ticket: u64,
-}
-
-/// A request's place in a queue; leaves it when dropped.
-struct Ticket<'q> {
-    queues: &'q RefCell<WaitQueues>,
-    upstream: &'q str,
-    id: u64,
-}
-
-impl<'q> Ticket<'q> {
-    /// Joins the queue of `upstream`; `None` when `cap` requests already wait.
-    fn join(queues: &'q RefCell<WaitQueues>, upstream: &'q str, cap: usize) -> Option<Self> {
-        let mut qs = queues.borrow_mut();
-        let q = qs.by_upstream.entry(upstream.to_string()).or_default();
-        if q.len() >= cap {
-            return None;
-        }
-        qs.next_ticket += 1;
-        let id = qs.next_ticket;
-        qs.by_upstream.get_mut(upstream)?.push_back(id);
-        Some(Ticket {
-            queues,
-            upstream,
-            id,
-        })
-    }
-
-    fn is_front(&self) -> bool {
-        self.queues
-            .borrow()
-            .by_upstream
-            .get(self.upstream)
-            .and_then(|q| q.front())
-            .is_some_and(|&t| t == self.id)
-    }
-}
-
-impl Drop for Ticket<'_> {
-    fn drop(&mut self) {
-        if let Some(q) = self.queues.borrow_mut().by_upstream.get_mut(self.upstream) {
-            q.retain(|&t| t != self.id);
-        }
-    }
-}
 
 impl Exchange {
     /// Waits for a server of `up` to have a free slot. `Err(Some(status))` when the queue

@@ -16,27 +16,23 @@
 
 use std::time::{Duration, Instant};
 
-use super::forward::Held;
-use super::{CloseAfter, Exchange};
+use super::{ClientBroke, CloseAfter, Exchange, Held};
 use crate::config::VirtualServer;
 use crate::http::body::{client_framing, ClientFraming};
 use crate::http::framing::{may_pool, BodyCursor, Taken};
 use crate::http::response::ResponseBody;
 use crate::http::{push_hex, rewrite};
 use crate::pool::{UpConn, UPSTREAM_BUF};
-use crate::proxy::conn::Conn;
+use crate::proxy::ctx::ProxyCtx;
+use crate::proxy::downstream::Conn;
 use crate::proxy::io::{first, ClientIo, First, IoFail};
 use crate::proxy::spool::Spool;
 use crate::proxy::tunnel;
 use crate::proxy::watchdog::Watch;
-use crate::proxy::ProxyCtx;
 
 /// Body bytes that arrived with the head are copied behind the head and sent in one write
 /// up to this size; past it the head and the body go in two writes without a copy.
 const COALESCE_MAX: usize = 16 * 1024;
-
-/// The client connection broke, or the response was cut short: it must be closed.
-pub(super) struct ClientBroke;
 
 /// Drops the first `n` bytes of `buf`.
 fn consume(buf: &mut Vec<u8>, n: usize) {

@@ -1,18 +1,73 @@
-//! Locations answered without a server: `return` (a status with a `Location` or a body).
+//! Responses ringlb makes itself: errors (400, 404, 413, 502, ...), the interim `100
+//! Continue`, and `return` locations (a status with a `Location` or a body).
 
 use std::time::Instant;
 
 use super::{CloseAfter, Exchange};
-use crate::config::{ReturnLoc, ServerName, VirtualServer};
+use crate::config::{ReturnLoc, VirtualServer};
 use crate::http::request::{Method, RequestBody};
 use crate::http::template::Vars;
 use crate::http::{push_decimal, rewrite};
 use crate::metrics;
-use crate::proxy::conn::Conn;
+use crate::proxy::ctx::ProxyCtx;
+use crate::proxy::downstream::Conn;
 use crate::proxy::io::ClientIo;
-use crate::proxy::ProxyCtx;
+use crate::proxy::route::first_exact_name;
 
 impl Exchange {
+    /// Answers `Expect: 100-continue` before the body is read (nginx does the same; the
+    /// Expect header is not forwarded).
+    pub(super) async fn send_continue<S: ClientIo>(
+        &mut self,
+        conn: &mut Conn<S>,
+        vs: &VirtualServer,
+    ) -> bool {
+        self.head.expect_continue = false;
+        let mut msg = std::mem::take(&mut self.out);
+        let mark = msg.len();
+        msg.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        let end = msg.len();
+        let (res, mut msg) = conn
+            .send(msg, mark..end, conn.clock + vs.client_body_timeout)
+            .await;
+        msg.truncate(mark);
+        self.out = msg;
+        res.is_ok()
+    }
+
+    /// Sends a response ringlb makes itself (`close`: with `Connection: close`, then a
+    /// lingering close).
+    pub(in crate::proxy) async fn respond_own<S: ClientIo>(
+        &mut self,
+        ctx: &ProxyCtx,
+        conn: &mut Conn<S>,
+        status: u16,
+        close: bool,
+        vs: &VirtualServer,
+    ) {
+        metrics::bump(&ctx.stats.own_codes[metrics::code_slot(status)]);
+        self.out.clear();
+        rewrite::error_response(&mut self.out, status, close);
+        self.log.status = status;
+        self.log.head_bytes = self
+            .out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(0, |i| i as u64 + 4);
+        let out = std::mem::take(&mut self.out);
+        let len = out.len();
+        let (res, out) = conn
+            .send(out, 0..len, Instant::now() + vs.client_body_timeout)
+            .await;
+        if res.is_ok() {
+            self.log.sent += out.len() as u64;
+        }
+        self.out = out;
+        if close && res.is_ok() {
+            conn.linger().await;
+        }
+    }
+
     /// Answers with the location's `return`: a redirect (the `location` template evaluated
     /// for this request, e.g. `https://$host$request_uri`) or a status with a plain-text
     /// body. The request body, if any, is not read: the connection then closes.
@@ -91,15 +146,4 @@ impl Exchange {
         }
         close
     }
-}
-
-/// The server block's first exact name (`$host` when the request names none).
-pub(in crate::proxy) fn first_exact_name(vs: &VirtualServer) -> &str {
-    vs.server_names
-        .iter()
-        .find_map(|n| match n {
-            ServerName::Exact(n) => Some(n.as_str()),
-            ServerName::Wildcard(_) => None,
-        })
-        .unwrap_or("")
 }
