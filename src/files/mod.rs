@@ -54,7 +54,7 @@ use head::{text_answer, Entity};
 use open::{Kind, Opened};
 pub use resolve::Mapping;
 use resolve::Target;
-pub use send::{copy_body, send_body, SendError};
+pub use send::{copy_body, send_body, FileBody, SendError};
 
 /// Bodies up to this size are read into `out` behind the head, so the whole response goes
 /// out in one send. Measured (`benches/file_send.rs`, CPU per file): at 16 KiB read + write
@@ -208,14 +208,6 @@ pub struct FileAnswer {
     /// The file bytes to send after the head; `None` when `out` is the whole response
     /// (HEAD, 304, errors, redirects, a file of at most [`INLINE_MAX`] bytes).
     pub body: Option<FileBody>,
-}
-
-/// Part of an open file: what [`send_body`] sends.
-#[derive(Debug)]
-pub struct FileBody {
-    pub file: File,
-    pub offset: u64,
-    pub len: u64,
 }
 
 /// Answers a GET or HEAD for the normalised `path` from `site` (what locations are matched

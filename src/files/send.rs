@@ -33,7 +33,6 @@ use monoio::io::splice::SpliceDestination;
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::{Pipe, TcpStream};
 
-use super::FileBody;
 use crate::proxy::watchdog::Watch;
 
 /// The pipe's capacity, and so the most one splice moves: 16 pages is Linux's default and
@@ -46,6 +45,14 @@ const IDLE_PIPES: usize = 16;
 /// The most one `sendfile` call sends before the worker turns to its other connections
 /// (nginx's `sendfile_max_chunk` default).
 const SENDFILE_CHUNK: usize = 2 << 20;
+
+/// Part of an open file: what [`send_body`] sends.
+#[derive(Debug)]
+pub struct FileBody {
+    pub file: monoio::fs::File,
+    pub offset: u64,
+    pub len: u64,
+}
 
 /// Why a body could not be sent completely.
 #[derive(Debug, thiserror::Error)]
