@@ -2,11 +2,13 @@
 //! (`request`, `response`), body framing and the chunked decoder (`body`, `chunked`), where
 //! a response body ends as it arrives (`framing`), and
 //! writing the heads ringlb forwards (`rewrite`), with `proxy_set_header` templates
-//! (`template`), and the normalised path locations are matched on (`uri`).
+//! (`template`), the normalised path locations are matched on (`uri`), and the PROXY
+//! protocol header an L4 balancer puts before a connection's first request (`proxy_protocol`).
 
 pub mod body;
 pub mod chunked;
 pub mod framing;
+pub mod proxy_protocol;
 pub mod request;
 pub mod response;
 pub mod rewrite;
