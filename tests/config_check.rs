@@ -337,11 +337,17 @@ fn the_documented_example_checks_ok() {
     std::fs::write(dir.join("example.com.key"), key.serialize_pem()).unwrap();
     let text = example
         .replace("/etc/ringlb/", &format!("{}/", dir.display()))
-        .replace("/var/log/ringlb/", &format!("{}/", dir.display()));
+        .replace("/var/log/ringlb/", &format!("{}/", dir.display()))
+        .replace("/srv/app", &format!("{}/srv/app", dir.display()));
+    // The files directories it names: a root or alias that does not exist is refused.
+    std::fs::create_dir_all(dir.join("srv/app/collected_static")).unwrap();
     let (code, out, err, _) = check_text("example.toml", &text);
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        out.contains("/static/ -> alias /srv/app/collected_static/"),
+        out.contains(&format!(
+            "/static/ -> alias {}/srv/app/collected_static/",
+            dir.display()
+        )),
         "{out}"
     );
     assert!(out.contains("unix:/run/gunicorn/app.sock"), "{out}");

@@ -524,7 +524,6 @@ fn a_spoofed_forwarded_for_from_an_untrusted_client_is_not_believed() {
 }
 
 #[test]
-#[ignore = "needs realip wired into $remote_addr (real_ip_from / real_ip_header, issue 15)"]
 fn forwarded_for_from_a_trusted_proxy_names_the_client() {
     let Some(venv) = venv() else { return };
     let s = Stack::start(

@@ -279,3 +279,173 @@ servers = [{{ addr = "{b}" }}]
         .unwrap();
     assert_eq!(c.read_response(false).unwrap().status, 504);
 }
+
+// ---------------------------------------------------------------------------------------
+// The real client address: PROXY protocol and real_ip_from.
+
+/// A backend that answers each request with the request head it received.
+fn echo_heads() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let heads: Arc<Mutex<Vec<String>>> = Arc::default();
+    let h = heads.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let h = h.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut tmp = [0u8; 4096];
+                        match s.read(&mut tmp) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    h.lock().unwrap().push(head.clone());
+                    let r = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{head}",
+                        head.len()
+                    );
+                    if s.write_all(r.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, heads)
+}
+
+fn realip_config(port: u16, backend: SocketAddr, server_extra: &str) -> String {
+    format!(
+        r#"
+[runtime]
+workers = 1
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+{server_extra}
+
+  [[server.location]]
+  path = "/"
+  proxy_pass = "app"
+  proxy_set_header = {{ "X-Real-IP" = "$remote_addr", "X-Forwarded-For" = "$proxy_add_x_forwarded_for" }}
+
+[upstream.app]
+servers = [{{ addr = "{backend}" }}]
+"#
+    )
+}
+
+fn header_of(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
+
+#[test]
+fn a_spoofed_forwarded_for_from_an_untrusted_peer_never_becomes_the_client() {
+    let (b, heads) = echo_heads();
+    let port = free_port();
+    // Only 10.0.0.0/8 is trusted; the test's connections come from 127.0.0.1.
+    let cfg = realip_config(
+        port,
+        b,
+        "real_ip_from = [\"10.0.0.0/8\"]\nreal_ip_header = \"X-Forwarded-For\"",
+    );
+    let p = Proxy::start(&cfg, SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut c = Conn::open(p.addr).unwrap();
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
+        .unwrap();
+    assert_eq!(c.read_response(false).unwrap().status, 200);
+    let head = heads.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        header_of(&head, "x-real-ip").as_deref(),
+        Some("127.0.0.1"),
+        "{head}"
+    );
+}
+
+#[test]
+fn a_trusted_peer_names_the_client_as_nginx_realip_does() {
+    let (b, heads) = echo_heads();
+    let port = free_port();
+    // The peer (127.0.0.1) and 10.0.0.0/8 are trusted: the client is the last address of
+    // X-Forwarded-For that is not.
+    let cfg = realip_config(
+        port,
+        b,
+        "real_ip_from = [\"127.0.0.1\", \"10.0.0.0/8\"]\nreal_ip_header = \"X-Forwarded-For\"",
+    );
+    let p = Proxy::start(&cfg, SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut c = Conn::open(p.addr).unwrap();
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6, 203.0.113.7, 10.1.2.3\r\n\r\n")
+        .unwrap();
+    assert_eq!(c.read_response(false).unwrap().status, 200);
+    let head = heads.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        header_of(&head, "x-real-ip").as_deref(),
+        Some("203.0.113.7"),
+        "{head}"
+    );
+}
+
+#[test]
+fn proxy_protocol_v1_and_v2_name_the_client_and_a_connection_without_one_is_closed() {
+    let (b, heads) = echo_heads();
+    let port = free_port();
+    let cfg = realip_config(
+        port,
+        b,
+        "proxy_protocol = true\nreal_ip_from = [\"127.0.0.1\"]\nreal_ip_header = \"proxy_protocol\"",
+    );
+    let p = Proxy::start(&cfg, SocketAddr::from(([127, 0, 0, 1], port)));
+
+    // v1, then a request on the same connection.
+    let mut c = Conn::open(p.addr).unwrap();
+    c.send(b"PROXY TCP4 198.51.100.9 192.0.2.1 40000 80\r\nGET /v1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(c.read_response(false).unwrap().status, 200);
+    let head = heads.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        header_of(&head, "x-real-ip").as_deref(),
+        Some("198.51.100.9"),
+        "{head}"
+    );
+
+    // v2 (binary), IPv4 PROXY command.
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    v2.push(0x21); // version 2, PROXY
+    v2.push(0x11); // AF_INET, STREAM
+    v2.extend_from_slice(&12u16.to_be_bytes());
+    v2.extend_from_slice(&[203, 0, 113, 50]);
+    v2.extend_from_slice(&[192, 0, 2, 1]);
+    v2.extend_from_slice(&5555u16.to_be_bytes());
+    v2.extend_from_slice(&443u16.to_be_bytes());
+    let mut c = Conn::open(p.addr).unwrap();
+    c.send(&v2).unwrap();
+    c.send(b"GET /v2 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(c.read_response(false).unwrap().status, 200);
+    let head = heads.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        header_of(&head, "x-real-ip").as_deref(),
+        Some("203.0.113.50"),
+        "{head}"
+    );
+
+    // No header: the connection is closed and nothing reaches the server.
+    let before = heads.lock().unwrap().len();
+    let mut c = Conn::open(p.addr).unwrap();
+    c.send(b"GET /no-header HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(c.read_response(false).is_err());
+    assert_eq!(heads.lock().unwrap().len(), before);
+}

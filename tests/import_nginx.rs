@@ -31,9 +31,13 @@ struct Import {
 
 impl Site {
     fn new() -> Site {
-        Site {
-            dir: common::proxy::temp_dir(),
+        let dir = common::proxy::temp_dir();
+        // The file directories the configurations name: `ringlb check` refuses a root or
+        // alias that does not exist.
+        for d in ["srv/app/collected_static", "var/www/site"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
         }
+        Site { dir }
     }
 
     fn file(&self, rel: &str, text: &str) -> PathBuf {
@@ -258,12 +262,12 @@ server {
     location = /favicon.ico { access_log off; log_not_found off; }
 
     location /static/ {
-        alias /srv/app/collected_static/;
+        alias {dir}/srv/app/collected_static/;
         expires 30d;
     }
 
     location /media/ {
-        root /srv/app;
+        root {dir}/srv/app;
     }
 
     location / {
@@ -309,7 +313,9 @@ server {
     assert_eq!(
         loc(https, "/static/").handler,
         Handler::Files(config::FilesLoc {
-            dir: FilesDir::Alias("/srv/app/collected_static/".into()),
+            dir: FilesDir::Alias(
+                format!("{}/srv/app/collected_static/", site.dir.display()).into()
+            ),
             index: vec!["index.html".into()],
             expires: Some(secs(30 * 86_400)),
         })
@@ -317,7 +323,7 @@ server {
     let Handler::Files(media) = &loc(https, "/media/").handler else {
         panic!("media")
     };
-    assert_eq!(media.dir, FilesDir::Root("/srv/app".into()));
+    assert_eq!(media.dir, FilesDir::Root(site.dir.join("srv/app")));
     let app = proxy(https, "/");
     assert_eq!(
         headers(app),
@@ -858,7 +864,7 @@ fn static_site_from_a_bare_server_file() {
         r#"server {
     listen 127.0.0.1:8080;
     server_name www.test;
-    root /var/www/site;
+    root {dir}/var/www/site;
     index index.html index.htm;
     try_files $uri $uri/ =404;
 
@@ -886,7 +892,7 @@ fn static_site_from_a_bare_server_file() {
     let Handler::Files(assets) = &loc(s, "/assets/").handler else {
         panic!("assets")
     };
-    assert_eq!(assets.dir, FilesDir::Root("/var/www/site".into()));
+    assert_eq!(assets.dir, FilesDir::Root(site.dir.join("var/www/site")));
     assert_eq!(assets.index, ["index.html", "index.htm"]);
     assert_eq!(assets.expires, Some(secs(10 * 365 * 86_400)));
     let ret = |p: &str| match &loc(s, p).handler {
@@ -904,7 +910,7 @@ fn static_site_from_a_bare_server_file() {
     let Handler::Files(rest) = &loc(s, "/").handler else {
         panic!("/")
     };
-    assert_eq!(rest.dir, FilesDir::Root("/var/www/site".into()));
+    assert_eq!(rest.dir, FilesDir::Root(site.dir.join("var/www/site")));
     let www = "sites-available/www";
     import.noted(www, 6, "ringlb has no try_files");
     import.noted(www, 20, "regular-expression location is not carried");

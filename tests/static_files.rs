@@ -40,6 +40,8 @@ fn site() -> Site {
     let big: Vec<u8> = (0..(1u32 << 20)).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(st.join("big.bin"), &big).unwrap();
     std::fs::write(t.join("media/photo.jpg"), b"JPEG").unwrap();
+    std::fs::write(t.join("media/icon.ico"), b"ICON").unwrap();
+    std::fs::write(t.join("media/icon.ico.bak"), b"BACKUP").unwrap();
     symlink("a.css", st.join("inside.css")).unwrap();
     symlink("../../secret.txt", st.join("out.txt")).unwrap();
     symlink(t.join("secret.txt"), st.join("abs.txt")).unwrap();
@@ -64,11 +66,16 @@ listen = ["127.0.0.1:{port}"]
   alias = "{media}"
 
   [[server.location]]
+  path = "/favicon.ico"
+  alias = "{icon}"
+
+  [[server.location]]
   path = "/"
   return = {{ status = 403, body = "not here\n" }}
 "#,
         root = root.display(),
         media = t.join("media").display(),
+        icon = t.join("media/icon.ico").display(),
     );
     let proxy = Proxy::start(&config, SocketAddr::from(([127, 0, 0, 1], port)));
     Site {
@@ -90,7 +97,6 @@ fn get(s: &Site, target: &str, extra: &str) -> Response {
 }
 
 #[test]
-#[ignore = "needs static files wired into the proxy (files::respond, files::send_body)"]
 fn files_are_served_with_validators_types_and_expiry() {
     let s = site();
     let r = get(&s, "/static/a.css", "");
@@ -125,7 +131,6 @@ fn files_are_served_with_validators_types_and_expiry() {
 }
 
 #[test]
-#[ignore = "needs static files wired into the proxy (files::respond, files::send_body)"]
 fn keepalive_head_and_a_large_file_keep_their_framing() {
     let s = site();
     let mut c = Conn::open(s.proxy.addr).unwrap();
@@ -155,7 +160,6 @@ fn keepalive_head_and_a_large_file_keep_their_framing() {
 }
 
 #[test]
-#[ignore = "needs static files wired into the proxy (files::respond, files::send_body)"]
 fn conditional_requests_and_ranges() {
     let s = site();
     let first = get(&s, "/static/a.css", "");
@@ -190,7 +194,6 @@ fn conditional_requests_and_ranges() {
 }
 
 #[test]
-#[ignore = "needs static files wired into the proxy (files::respond, files::send_body)"]
 fn directories_methods_and_missing_files() {
     let s = site();
     let r = get(&s, "/static/sub/", "");
@@ -201,6 +204,14 @@ fn directories_methods_and_missing_files() {
     assert_eq!(get(&s, "/static/noindex/", "").status, 403);
     assert_eq!(get(&s, "/static/missing.css", "").status, 404);
     assert_eq!(get(&s, "/static/nodir/", "").status, 404);
+    // An alias without a trailing slash to a directory maps what follows the prefix; one
+    // to a file serves that file for the location's own path and nothing beside it.
+    let r = get(&s, "/files/photo.jpg", "");
+    assert_eq!((r.status, r.text().as_str()), (200, "JPEG"));
+    let r = get(&s, "/favicon.ico", "");
+    assert_eq!((r.status, r.text().as_str()), (200, "ICON"));
+    assert_eq!(get(&s, "/favicon.ico.bak", "").status, 404);
+    assert_eq!(get(&s, "/favicon.ico/x", "").status, 404);
     for m in ["POST", "PUT", "DELETE", "PATCH"] {
         let r = raw(
             &s,
@@ -214,7 +225,6 @@ fn directories_methods_and_missing_files() {
 /// Every way out of the root that proxies and file servers have been caught by: the secret
 /// beside the root is never served (400, 403 from the `/` location, or 404).
 #[test]
-#[ignore = "needs static files wired into the proxy (files::respond, files::send_body)"]
 fn traversal_attempts_never_leave_the_root() {
     let s = site();
     let attempts = [

@@ -409,39 +409,66 @@ fn max_body_bytes_per_location_overrides_the_server_block() {
     assert_eq!(location(&c, "/tiny/").max_body_bytes, 10);
 }
 
+/// A directory tree for files locations, which `parse` checks exist.
+fn files_tree() -> String {
+    let dir = std::env::temp_dir().join(format!("ringlb-cfg-files-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("app/media")).unwrap();
+    std::fs::write(dir.join("app/favicon.ico"), b"icon").unwrap();
+    dir.join("app").display().to_string()
+}
+
 #[test]
 fn files_locations() {
+    let app = files_tree();
     let c = ok(&plus_location(
         "/static/",
-        "root = \"/srv/app\"\nexpires = \"7d\"",
+        &format!("root = {app:?}\nexpires = \"7d\""),
     ));
     assert_eq!(
         location(&c, "/static/").handler,
         Handler::Files(FilesLoc {
-            dir: FilesDir::Root("/srv/app".into()),
+            dir: FilesDir::Root(app.clone().into()),
             index: vec!["index.html".into()],
             expires: Some(Duration::from_secs(7 * 86_400)),
         })
     );
+    let media = format!("{app}/media/");
     let c = ok(&plus_location(
         "/media/",
-        "alias = \"/srv/app/media/\"\nindex = [\"index.htm\", \"default.html\"]\nmax_body_bytes = 5",
+        &format!(
+            "alias = {media:?}\nindex = [\"index.htm\", \"default.html\"]\nmax_body_bytes = 5"
+        ),
     ));
     let l = location(&c, "/media/");
     assert_eq!(l.max_body_bytes, 5);
     assert_eq!(
         l.handler,
         Handler::Files(FilesLoc {
-            dir: FilesDir::Alias("/srv/app/media/".into()),
+            dir: FilesDir::Alias(media.clone().into()),
             index: vec!["index.htm".into(), "default.html".into()],
             expires: None,
         })
     );
-    // An exact-file alias (neither ends with a slash) is fine.
+    // An exact-file alias (neither ends with a slash) names a file, and that is fine.
     ok(&plus_location(
         "/favicon.ico",
-        "alias = \"/srv/app/favicon.ico\"",
+        &format!("alias = \"{app}/favicon.ico\""),
     ));
+    // What cannot serve a single file is refused now, not at the first request.
+    let missing = format!("{app}/nowhere");
+    assert_error(
+        &plus_location("/s/", &format!("root = {missing:?}")),
+        "server[0].location[1].root",
+        &format!("{missing:?}"),
+        "cannot use",
+    );
+    let file_root = format!("{app}/favicon.ico");
+    assert_error(
+        &plus_location("/s/", &format!("root = {file_root:?}")),
+        "server[0].location[1].root",
+        &format!("{file_root:?}"),
+        "is not a directory",
+    );
     assert_error(
         &plus_location("/static", "alias = \"/srv/app/static/\""),
         "server[0].location[1].alias",
@@ -455,7 +482,7 @@ fn files_locations() {
         "write path = \"/static/\" with alias = \"/srv/app/static/\"",
     );
     assert_error(
-        &plus_location("/s/", "root = \"/srv\"\nindex = [\"a/b.html\"]"),
+        &plus_location("/s/", "root = \"/\"\nindex = [\"a/b.html\"]"),
         "server[0].location[1].index[0]",
         "\"a/b.html\"",
         "is not a file name",
@@ -467,7 +494,7 @@ fn files_locations() {
         "is empty",
     );
     assert_error(
-        &plus_location("/s/", "root = \"/srv\"\nexpires = \"7 days\""),
+        &plus_location("/s/", "root = \"/\"\nexpires = \"7 days\""),
         "server[0].location[1].expires",
         "\"7 days\"",
         "is not a duration",

@@ -8,7 +8,7 @@ use super::defaults as d;
 use super::model::*;
 use super::schema::*;
 use super::template::parse_template;
-use super::validate::Validator;
+use super::validate::{Files, Validator};
 use super::walk::{choices, join};
 
 /// The keys that choose a location's handler; a location has exactly one.
@@ -275,6 +275,36 @@ impl Validator<'_> {
             }
             FilesDir::Alias(dir)
         };
+        // Checked now, so that `ringlb check`, start-up and a reload refuse a directory the
+        // files could never come from (the workers open it again for real at publish time).
+        if self.files == Files::Check {
+            let (raw, key, dir_path) = match (&dir, &l.root, &l.alias) {
+                (FilesDir::Root(d), Some(r), _) => (r, join(path, "root"), d),
+                (FilesDir::Alias(d), _, Some(a)) => (a, join(path, "alias"), d),
+                _ => return None,
+            };
+            // An exact-file alias (`alias = "/srv/favicon.ico"`) names a file, not a directory.
+            let exact_file = matches!(dir, FilesDir::Alias(_)) && !raw.get_ref().ends_with('/');
+            match std::fs::metadata(dir_path) {
+                Ok(m) if m.is_dir() || exact_file => {}
+                Ok(_) => {
+                    self.err(
+                        raw.span(),
+                        &key,
+                        format!("{} is not a directory", dir_path.display()),
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    self.err(
+                        raw.span(),
+                        &key,
+                        format!("cannot use {}: {e}", dir_path.display()),
+                    );
+                    return None;
+                }
+            }
+        }
         let index = match &l.index {
             None => d::INDEX.iter().map(|s| (*s).to_owned()).collect(),
             Some(list) => {

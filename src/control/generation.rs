@@ -19,6 +19,7 @@ use arc_swap::ArcSwap;
 
 use super::diff::{self, Change};
 use crate::config::{Config, ServerAddr};
+use crate::files::{SiteError, Sites};
 use crate::proxy::route::Routes;
 use crate::tls::TlsTable;
 use crate::upstream::snapshot::Snapshot;
@@ -33,17 +34,27 @@ pub struct Published {
     /// The TLS listen addresses' certificates and settings (rebuilt for every generation
     /// from the process's ticket keys, so sessions resume across reloads).
     pub tls: TlsTable,
+    /// The directories of `root`/`alias` locations, opened once per generation.
+    pub sites: Sites,
 }
 
 impl Published {
-    pub fn build(config: Arc<Config>, registry: &Registry, generation: u64) -> Published {
+    /// Everything a generation needs, built from `config`. Fails when a `root`/`alias`
+    /// directory cannot be opened (a reload then keeps the running generation).
+    pub fn build(
+        config: Arc<Config>,
+        registry: &Registry,
+        generation: u64,
+    ) -> Result<Published, SiteError> {
         let routes = Routes::build(&config);
         let tls = TlsTable::for_config(&config);
-        Published {
+        let sites = Sites::open(&config)?;
+        Ok(Published {
             snapshot: Snapshot::build(config, registry, generation),
             routes,
             tls,
-        }
+            sites,
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -73,16 +84,16 @@ pub struct Generations {
 
 impl Generations {
     /// Generation 1, on `config` (already validated), with one counter shard per worker.
-    pub fn start(config: Config, workers: usize) -> Generations {
+    pub fn start(config: Config, workers: usize) -> Result<Generations, SiteError> {
         let registry = Registry::with_workers(workers);
         let started = Arc::new(config);
-        let first = Published::build(started.clone(), &registry, 1);
-        Generations {
+        let first = Published::build(started.clone(), &registry, 1)?;
+        Ok(Generations {
             published: ArcSwap::from_pointee(first),
             number: AtomicU64::new(1),
             registry,
             started,
-        }
+        })
     }
 
     /// The generation running now.
@@ -104,15 +115,15 @@ impl Generations {
     /// Makes `next` (already validated) the running generation: logs what changed, one
     /// event per change, then publishes it to every worker. Callers serialise reloads.
     /// Returns the new generation's number and the changes.
-    pub fn reload(&self, next: Config) -> (u64, Vec<Change>) {
+    pub fn reload(&self, next: Config) -> Result<(u64, Vec<Change>), SiteError> {
         let old = self.current();
+        let number = old.generation() + 1;
         let mut changes = diff::restart_only(&self.started, &next);
         changes.extend(diff::diff(old.config(), &next));
+        let published = Published::build(Arc::new(next), &self.registry, number)?;
         for change in &changes {
             change.log();
         }
-        let number = old.generation() + 1;
-        let published = Published::build(Arc::new(next), &self.registry, number);
         let keep: Vec<(String, ServerAddr)> = published
             .snapshot
             .upstreams
@@ -132,7 +143,7 @@ impl Generations {
             changes = changes.len(),
             "configuration reloaded"
         );
-        (number, changes)
+        Ok((number, changes))
     }
 
     fn publish(&self, next: Published) {
@@ -151,11 +162,11 @@ mod tests {
     #[test]
     fn a_reload_publishes_the_next_generation_and_keeps_servers_that_stay() {
         let cfg = |servers| config(vec![upstream_cfg(Balance::RoundRobin, servers)]);
-        let g = Generations::start(cfg(vec![server(1, 1), server(2, 1)]), 2);
+        let g = Generations::start(cfg(vec![server(1, 1), server(2, 1)]), 2).unwrap();
         assert_eq!(g.number(), 1);
         let kept = g.current().snapshot.upstreams[0].peers[0].state.clone();
         let gone = g.current().snapshot.upstreams[0].peers[1].state.clone();
-        let (n, changes) = g.reload(cfg(vec![server(1, 3), server(3, 1)]));
+        let (n, changes) = g.reload(cfg(vec![server(1, 3), server(3, 1)])).unwrap();
         assert_eq!((n, g.number(), g.current().generation()), (2, 2, 2));
         assert_eq!(changes.len(), 3, "{changes:?}");
         let now = g.current();
@@ -166,7 +177,7 @@ mod tests {
         );
         assert!(!Arc::ptr_eq(&peers[1].state, &gone));
         // Server 2 left: added back, it starts fresh.
-        let (n, _) = g.reload(cfg(vec![server(1, 3), server(2, 1)]));
+        let (n, _) = g.reload(cfg(vec![server(1, 3), server(2, 1)])).unwrap();
         assert_eq!(n, 3);
         let back = &g.current().snapshot.upstreams[0].peers[1].state;
         assert!(!Arc::ptr_eq(back, &gone));

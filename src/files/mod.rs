@@ -90,9 +90,31 @@ impl Site {
     /// the prefix an `alias` replaces), its directory opened now.
     pub fn from_config(location_path: &str, f: &FilesLoc) -> Result<Site, SiteError> {
         let (dir, mapping) = match &f.dir {
-            FilesDir::Root(dir) => (dir, Mapping::Root),
+            FilesDir::Root(dir) => (dir.as_path(), Mapping::Root),
+            // Neither ends with "/" (validation makes them agree) and the alias is not a
+            // directory: one file, served from its directory.
+            FilesDir::Alias(file) if !location_path.ends_with('/') && !file.is_dir() => {
+                let (Some(parent), Some(name)) = (file.parent(), file.file_name()) else {
+                    return Err(SiteError::Dir {
+                        path: file.clone(),
+                        source: io::Error::from(io::ErrorKind::InvalidInput),
+                    });
+                };
+                let parent = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+                (
+                    parent,
+                    Mapping::AliasFile {
+                        prefix: location_path.to_string(),
+                        name: name.to_string_lossy().into_owned(),
+                    },
+                )
+            }
             FilesDir::Alias(dir) => (
-                dir,
+                dir.as_path(),
                 Mapping::Alias {
                     prefix: location_path.to_string(),
                 },

@@ -17,6 +17,12 @@ pub enum Mapping {
     /// `alias`: the location's prefix is replaced: with prefix `/static/`,
     /// `/static/a.css` -> `<dir>/a.css`.
     Alias { prefix: String },
+    /// An exact-file `alias` (`path = "/favicon.ico"`, `alias = "/srv/app/favicon.ico"`):
+    /// the directory is the alias's parent and only the location's own path names a file,
+    /// `name`. nginx would also append whatever follows the prefix (`/favicon.ico.bak` ->
+    /// `/srv/app/favicon.ico.bak`); that reaches files nobody meant to publish, so here it
+    /// is a 404.
+    AliasFile { prefix: String, name: String },
 }
 
 /// What a request path names under the site's directory.
@@ -32,13 +38,16 @@ pub enum Target<'p> {
 
 /// Maps the normalised `path` (no query) to a target; `None` is a 404 (a path outside the
 /// location, or one with a way out).
-pub fn map<'p>(mapping: &Mapping, path: &'p [u8]) -> Option<Target<'p>> {
+pub fn map<'p>(mapping: &'p Mapping, path: &'p [u8]) -> Option<Target<'p>> {
     if path.first() != Some(&b'/') || path.contains(&0) {
         return None;
     }
     let rest = match mapping {
         Mapping::Root => &path[1..],
         Mapping::Alias { prefix } => path.strip_prefix(prefix.as_bytes())?,
+        Mapping::AliasFile { prefix, name } => {
+            return (path == prefix.as_bytes()).then_some(Target::File(name.as_bytes()));
+        }
     };
     let mut rel = rest;
     while let [b'/', tail @ ..] = rel {
@@ -56,6 +65,19 @@ pub fn map<'p>(mapping: &Mapping, path: &'p [u8]) -> Option<Target<'p>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exact_file_alias_names_its_file_and_nothing_else() {
+        let m = Mapping::AliasFile {
+            prefix: "/favicon.ico".into(),
+            name: "icon.ico".into(),
+        };
+        assert_eq!(map(&m, b"/favicon.ico"), file("icon.ico"));
+        assert_eq!(map(&m, b"/favicon.ico.bak"), None);
+        assert_eq!(map(&m, b"/favicon.ico/"), None);
+        assert_eq!(map(&m, b"/favicon.ico/x"), None);
+        assert_eq!(map(&m, b"/other"), None);
+    }
 
     fn alias(prefix: &str) -> Mapping {
         Mapping::Alias {

@@ -29,7 +29,7 @@ use super::exchange::{strip_h1_fields, Exchange, H1Framing, RequestBody, Respond
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::push_hex;
 use crate::metrics::{bump, drop_one};
-use crate::proxy::{self, ClientIo, ProxyCtx};
+use crate::proxy::{self, ClientIo, Peer, ProxyCtx};
 
 /// Response header fields parsed at most (the proxy's own limit is lower).
 const MAX_RESPONSE_FIELDS: usize = 128;
@@ -59,7 +59,7 @@ fn watch_fd() -> Option<OwnedFd> {
 }
 
 /// Serves one HTTP/2 stream through the proxy.
-pub async fn exchange(ex: Exchange, remote: SocketAddr, listen: SocketAddr, ctx: Rc<ProxyCtx>) {
+pub async fn exchange(ex: Exchange, peer: Peer, listen: SocketAddr, ctx: Rc<ProxyCtx>) {
     let timeout = {
         let cur = ctx.current();
         match cur.routes.server(cur.config(), listen, None) {
@@ -72,7 +72,7 @@ pub async fn exchange(ex: Exchange, remote: SocketAddr, listen: SocketAddr, ctx:
     };
     bump(&ctx.stats.h2_streams_open);
     let stats = ctx.stats.clone();
-    proxy::serve_stream(stream, remote, listen, ctx).await;
+    proxy::serve_stream(stream, peer, listen, ctx).await;
     drop_one(&stats.h2_streams_open);
 }
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 use monoio::net::TcpStream;
 
 use super::ctx::ProxyCtx;
-use super::downstream::{Conn, CLIENT_BUF};
+use super::downstream::{Conn, Peer, CLIENT_BUF};
 use super::exchange::Exchange;
 use super::io::{ClientIo, IoFail};
 use super::slot;
@@ -17,26 +17,27 @@ use super::watchdog::Watch;
 use crate::config::VirtualServer;
 use crate::http::request;
 use crate::metrics::{self, WorkerStats};
+use crate::realip;
 
 /// After a large request the buffer shrinks back so that an idle connection stays cheap.
 const SHRINK_ABOVE: usize = 64 * 1024;
 
 /// Serves one accepted TCP client connection until it closes.
-pub async fn serve(stream: TcpStream, remote: SocketAddr, listen: SocketAddr, ctx: Rc<ProxyCtx>) {
+pub async fn serve(stream: TcpStream, peer: Peer, listen: SocketAddr, ctx: Rc<ProxyCtx>) {
     let _ = stream.set_nodelay(true);
-    serve_stream(stream, remote, listen, ctx).await
+    serve_stream(stream, peer, listen, ctx).await
 }
 
 /// Serves one client connection over any stream (plain TCP, TLS) until it closes.
 pub async fn serve_stream<S: ClientIo>(
     stream: S,
-    remote: SocketAddr,
+    peer: Peer,
     listen: SocketAddr,
     ctx: Rc<ProxyCtx>,
 ) {
     let _open = OpenGuard::new(&ctx.stats);
     metrics::bump(&ctx.stats.clients_accepted);
-    let mut conn = Conn::new(stream, remote, listen);
+    let mut conn = Conn::new(stream, peer, listen);
     let mut ex = Exchange::default();
     conn.run(&ctx, &mut ex).await;
 }
@@ -83,8 +84,9 @@ impl<S: ClientIo> Conn<S> {
                     if default_vs.access_log.is_some() {
                         ex.capture_rejected(&self.buf);
                     }
+                    ex.client = self.remote;
                     ex.respond_own(ctx, self, status, true, default_vs).await;
-                    ex.write_log(ctx, &cur, self.remote, default_vs, S::TLS);
+                    ex.write_log(ctx, &cur, ex.client, default_vs, S::TLS);
                     return;
                 }
             }
@@ -104,13 +106,25 @@ impl<S: ClientIo> Conn<S> {
             let Some(vs) = cur.routes.server(config, self.listen, host) else {
                 return;
             };
+            // The request's client: the peer, or who trusted proxies in front say it is
+            // (`real_ip_from`, as nginx's realip module).
+            ex.client = match realip::for_request(
+                vs,
+                self.remote.ip(),
+                self.proxied,
+                &ex.head,
+                &self.buf,
+            ) {
+                Some(c) => SocketAddr::new(c.ip, c.port.unwrap_or(self.remote.port())),
+                None => self.remote,
+            };
             if vs.access_log.is_some() {
-                ex.capture_head(&self.buf, self.remote, vs);
+                ex.capture_head(&self.buf, ex.client, vs);
             }
             // In a worker-reused heap block, so that an idle connection's task holds only
             // the small head-reading state, not the much larger one of forwarding.
             let close = slot::run_in(&ctx.slots, || ex.handle(ctx, self, &cur, vs)).await;
-            ex.write_log(ctx, &cur, self.remote, vs, S::TLS);
+            ex.write_log(ctx, &cur, ex.client, vs, S::TLS);
             self.served += 1;
             if close {
                 return;

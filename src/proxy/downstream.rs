@@ -28,11 +28,32 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_TIMEOUT: Duration = Duration::from_millis(500);
 const LINGER_MAX_BYTES: usize = 1 << 20;
 
+/// Who is at the other end of a client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The TCP peer.
+    pub addr: SocketAddr,
+    /// The source address of the connection's PROXY protocol header, if the listener
+    /// expects one and it named one (`real_ip_header = "proxy_protocol"` reads it).
+    pub proxied: Option<SocketAddr>,
+}
+
+impl Peer {
+    pub fn direct(addr: SocketAddr) -> Peer {
+        Peer {
+            addr,
+            proxied: None,
+        }
+    }
+}
+
 /// One client connection's state, reused from request to request.
 pub(super) struct Conn<S: ClientIo> {
     pub(super) stream: S,
-    /// The client's address.
+    /// The TCP peer's address (a request's client may differ: see `Exchange::client`).
     pub(super) remote: SocketAddr,
+    /// The PROXY protocol header's source address, if any.
+    pub(super) proxied: Option<SocketAddr>,
     pub(super) listen: SocketAddr,
     /// Bytes read from the client; the current request starts at 0. Empty (without
     /// capacity) while the armed read owns it.
@@ -47,10 +68,11 @@ pub(super) struct Conn<S: ClientIo> {
 }
 
 impl<S: ClientIo> Conn<S> {
-    pub(super) fn new(stream: S, remote: SocketAddr, listen: SocketAddr) -> Conn<S> {
+    pub(super) fn new(stream: S, peer: Peer, listen: SocketAddr) -> Conn<S> {
         Conn {
             stream,
-            remote,
+            remote: peer.addr,
+            proxied: peer.proxied,
             listen,
             buf: Vec::with_capacity(CLIENT_BUF),
             armed: None,

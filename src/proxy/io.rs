@@ -29,6 +29,13 @@ pub trait ClientIo: AsyncReadRent + AsyncWriteRent + AsRawFd + monoio::io::Split
     /// Starts such a read, or hands the buffer back when this stream cannot (its reads
     /// then happen one at a time, when the connection needs them).
     fn read_owned(&self, buf: SliceMut<Vec<u8>>) -> Result<Self::Armed, SliceMut<Vec<u8>>>;
+
+    /// The plain TCP socket, when bytes written to it reach the client as they are: a file
+    /// body can then go from the page cache to the socket without a copy (splice,
+    /// sendfile). `None` for TLS in user space (the bytes must be encrypted on the way).
+    fn plain_tcp(&mut self) -> Option<&mut TcpStream> {
+        None
+    }
 }
 
 impl ClientIo for TcpStream {
@@ -36,6 +43,10 @@ impl ClientIo for TcpStream {
 
     fn read_owned(&self, buf: SliceMut<Vec<u8>>) -> Result<Self::Armed, SliceMut<Vec<u8>>> {
         Ok(TcpStream::read_owned(self, buf))
+    }
+
+    fn plain_tcp(&mut self) -> Option<&mut TcpStream> {
+        Some(self)
     }
 }
 

@@ -16,6 +16,7 @@ mod ctx;
 mod downstream;
 mod exchange;
 mod io;
+mod proxied;
 mod queues;
 pub mod route;
 mod slot;
@@ -25,4 +26,6 @@ pub mod watchdog;
 
 pub use conn::{serve, serve_stream};
 pub use ctx::ProxyCtx;
+pub use downstream::Peer;
 pub use io::ClientIo;
+pub use proxied::{read_proxy_header, HeaderError};

@@ -64,7 +64,8 @@ impl Routes {
 }
 
 /// The longest location whose path prefixes `target` (locations are sorted longest first).
-pub fn location<'v>(vs: &'v VirtualServer, target: &[u8]) -> Option<&'v Location> {
+/// With its index in `vs.locations` (files are looked up by it).
+pub fn location<'v>(vs: &'v VirtualServer, target: &[u8]) -> Option<(usize, &'v Location)> {
     let path = if target.first() == Some(&b'/') {
         target
     } else {
@@ -72,7 +73,8 @@ pub fn location<'v>(vs: &'v VirtualServer, target: &[u8]) -> Option<&'v Location
     };
     vs.locations
         .iter()
-        .find(|l| path.starts_with(l.path.as_bytes()))
+        .enumerate()
+        .find(|(_, l)| path.starts_with(l.path.as_bytes()))
 }
 
 fn strip_port(host: &[u8]) -> &[u8] {

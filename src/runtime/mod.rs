@@ -50,6 +50,8 @@ pub enum StartError {
     },
     #[error("worker {worker}: {message}")]
     Worker { worker: usize, message: String },
+    #[error(transparent)]
+    Site(#[from] crate::files::SiteError),
 }
 
 fn in_use(addr: SocketAddr, key: &str, holder: Option<&Holder>) -> String {
@@ -117,7 +119,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let workers = config.runtime.workers.max(1);
     let io_mode = config.runtime.io;
     let pin = config.runtime.pin_workers;
-    let process = Arc::new(Process::new(config, workers));
+    let process = Arc::new(Process::new(config, workers)?);
     let allowed = core_affinity::get_core_ids().unwrap_or_default();
     if workers > allowed.len() && !allowed.is_empty() {
         tracing::warn!(

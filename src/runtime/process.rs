@@ -9,6 +9,7 @@ use super::driver::IoKind;
 use super::notify;
 use crate::config::{self, Config, ConfigError};
 use crate::control::generation::{Generations, Published};
+use crate::files::SiteError;
 use crate::metrics::WorkerStats;
 
 /// Everything the workers, the control thread and the admin endpoint share.
@@ -30,10 +31,10 @@ pub struct Process {
 
 impl Process {
     /// The shared state of `workers` workers about to start on `config` (generation 1).
-    pub fn new(config: Config, workers: usize) -> Process {
-        Process {
+    pub fn new(config: Config, workers: usize) -> Result<Process, SiteError> {
+        Ok(Process {
             config_path: config.path.clone(),
-            generations: Arc::new(Generations::start(config, workers)),
+            generations: Arc::new(Generations::start(config, workers)?),
             stats: (0..workers).map(|_| Arc::default()).collect(),
             workers,
             io: OnceLock::new(),
@@ -41,7 +42,7 @@ impl Process {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             reload_lock: std::sync::Mutex::new(()),
-        }
+        })
     }
 
     /// The configuration generation workers are running now.
@@ -59,11 +60,20 @@ impl Process {
     pub fn reload(&self) -> Result<u64, Vec<ConfigError>> {
         let _serial = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
         match config::load(&self.config_path) {
-            Ok(cfg) => {
-                let (generation, _) = self.generations.reload(cfg);
-                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                Ok(generation)
-            }
+            Ok(cfg) => match self.generations.reload(cfg) {
+                Ok((generation, _)) => {
+                    self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                    Ok(generation)
+                }
+                Err(e) => {
+                    self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, "reload refused");
+                    Err(vec![ConfigError::whole_file(
+                        &self.config_path,
+                        e.to_string(),
+                    )])
+                }
+            },
             Err(errors) => {
                 self.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 for e in &errors {

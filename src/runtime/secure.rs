@@ -13,7 +13,7 @@ use monoio::BufResult;
 
 use crate::h2::{self, H2Settings, Shutdown};
 use crate::metrics::{bump, drop_one};
-use crate::proxy::{self, ClientIo, ProxyCtx};
+use crate::proxy::{self, ClientIo, Peer, ProxyCtx};
 use crate::tls::{self, AddrTls, TlsStream};
 
 impl ClientIo for TlsStream {
@@ -58,7 +58,7 @@ impl Drop for Gauge<'_> {
 /// Serves one connection accepted on a TLS address.
 pub(super) async fn serve(
     stream: TcpStream,
-    remote: SocketAddr,
+    peer: Peer,
     listen: SocketAddr,
     site: Arc<AddrTls>,
     ctx: Rc<ProxyCtx>,
@@ -87,13 +87,13 @@ pub(super) async fn serve(
         let shutdown = GO_AWAY.with(|g| g.clone());
         let stats = ctx.stats.clone();
         let end = h2::serve(tls, &settings, &shutdown, &stats.h2, |ex| {
-            h2::gateway::exchange(ex, remote, listen, ctx.clone())
+            h2::gateway::exchange(ex, peer, listen, ctx.clone())
         })
         .await;
-        tracing::debug!(client = %remote, ?end, "HTTP/2 connection ended");
+        tracing::debug!(client = %peer.addr, ?end, "HTTP/2 connection ended");
     } else {
         let stats = ctx.stats.clone();
         let _open = Gauge::up(&stats.clients_tls);
-        proxy::serve_stream(tls, remote, listen, ctx).await;
+        proxy::serve_stream(tls, peer, listen, ctx).await;
     }
 }

@@ -18,7 +18,7 @@ use super::listener;
 use super::process::Process;
 use super::secure;
 use crate::config::IoMode;
-use crate::proxy::{self, watchdog, ProxyCtx};
+use crate::proxy::{self, watchdog, Peer, ProxyCtx};
 
 /// How often a worker looks at the stop flag, new listen addresses, and sweeps its socket
 /// timeouts (which therefore fire up to one tick late). Requests see a new configuration at
@@ -193,16 +193,40 @@ fn open(addr: SocketAddr, ctx: &Rc<ProxyCtx>, slots: &Rc<Slots>) -> std::io::Res
                 Ok((stream, remote)) => {
                     let slot = Slot::take(&slots);
                     let ctx = ctx.clone();
-                    let tls = ctx.current().tls.get(addr).cloned();
+                    let (tls, proxied) = {
+                        let cur = ctx.current();
+                        let proxied = cur
+                            .routes
+                            .server(cur.config(), addr, None)
+                            .filter(|vs| vs.proxy_protocol)
+                            .map(|vs| vs.client_header_timeout);
+                        (cur.tls.get(addr).cloned(), proxied)
+                    };
                     let fut = Contained(async move {
                         let _slot = slot;
+                        let peer = match proxied {
+                            None => Peer::direct(remote),
+                            // Boxed, as below: only `proxy_protocol` listeners pay for it.
+                            Some(timeout) => {
+                                match Box::pin(proxy::read_proxy_header(&stream, timeout)).await {
+                                    Ok(source) => Peer {
+                                        addr: remote,
+                                        proxied: source,
+                                    },
+                                    Err(e) => {
+                                        tracing::info!(client = %remote, error = %e, "connection closed: no valid PROXY protocol header");
+                                        return;
+                                    }
+                                }
+                            }
+                        };
                         match tls {
-                            None => proxy::serve(stream, remote, addr, ctx).await,
+                            None => proxy::serve(stream, peer, addr, ctx).await,
                             // Boxed: a TLS connection's state (handshake, HTTP/2) is several
                             // KiB larger than a plain one's, and every task is allocated at
                             // the size of its largest branch.
                             Some(site) => {
-                                Box::pin(secure::serve(stream, remote, addr, site, ctx)).await
+                                Box::pin(secure::serve(stream, peer, addr, site, ctx)).await
                             }
                         }
                     });

@@ -65,7 +65,7 @@ impl Exchange {
         loop {
             let i = match next.take() {
                 Some(i) => i,
-                None => match self.pick(ctx, conn, up) {
+                None => match self.pick(ctx, up) {
                     Ok(i) => i,
                     Err(PickError::AllFull) if last.is_none() && cfg.queue > 0 => {
                         match self.wait_for_slot(ctx, conn, up).await {
@@ -129,7 +129,7 @@ impl Exchange {
                     if may_retry && budget.take() {
                         // Only give up this response if another server can take the request;
                         // otherwise the client gets the backend's own answer, as in nginx.
-                        if let Ok(n) = self.pick(ctx, conn, up) {
+                        if let Ok(n) = self.pick(ctx, up) {
                             metrics::bump(&shard.failures);
                             metrics::bump(&shard.retries);
                             release(peer);
@@ -180,14 +180,9 @@ impl Exchange {
         }
     }
 
-    pub(super) fn pick<S: ClientIo>(
-        &mut self,
-        ctx: &ProxyCtx,
-        conn: &Conn<S>,
-        up: &Upstream,
-    ) -> Result<usize, PickError> {
+    pub(super) fn pick(&mut self, ctx: &ProxyCtx, up: &Upstream) -> Result<usize, PickError> {
         let input = PickInput {
-            client_ip: conn.remote.ip(),
+            client_ip: self.client.ip(),
             hash_key: &self.key,
         };
         ctx.selector

@@ -33,18 +33,35 @@ impl Exchange {
                 return true;
             }
         };
-        let loc = route::location(vs, path);
-        self.max_body = loc.map_or(vs.max_body_bytes, |l| l.max_body_bytes);
+        let found = route::location(vs, path);
+        self.max_body = found.map_or(vs.max_body_bytes, |(_, l)| l.max_body_bytes);
         if let RequestBody::Length(n) = self.head.body {
             if self.max_body > 0 && n > self.max_body {
                 self.respond_own(ctx, conn, 413, true, vs).await;
                 return true;
             }
         }
-        let loc = match loc.map(|l| &l.handler) {
-            Some(Handler::Proxy(p)) => p,
-            Some(Handler::Return(r)) => return self.answer_return(ctx, conn, vs, r).await,
-            Some(Handler::Files(_)) | None => {
+        let loc = match found.map(|(i, l)| (i, &l.handler)) {
+            Some((_, Handler::Proxy(p))) => p,
+            Some((_, Handler::Return(r))) => return self.answer_return(ctx, conn, vs, r).await,
+            Some((i, Handler::Files(_))) => {
+                // The site was opened with the generation; found by (server block, location).
+                let server = cur
+                    .config()
+                    .servers
+                    .iter()
+                    .position(|s| std::ptr::eq(s, vs));
+                let site = server.and_then(|s| cur.sites.get(s, i)).cloned();
+                let path = path.to_vec();
+                return match site {
+                    Some(site) => self.answer_file(ctx, conn, vs, &site, &path).await,
+                    None => {
+                        self.respond_own(ctx, conn, 500, true, vs).await;
+                        true
+                    }
+                };
+            }
+            None => {
                 let close = self.head.body != RequestBody::None || !self.head.keep_alive;
                 self.respond_own(ctx, conn, 404, close, vs).await;
                 conn.consume(head_len);
@@ -98,7 +115,7 @@ impl Exchange {
             let vars = Vars {
                 buf: &conn.buf,
                 head: &self.head,
-                remote: conn.remote,
+                remote: self.client,
                 server_name: first_exact_name(vs),
                 https: S::TLS,
             };

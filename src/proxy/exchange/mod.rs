@@ -12,6 +12,7 @@
 
 mod attempt;
 mod body;
+mod file;
 mod forward;
 mod handle;
 mod own;
@@ -42,7 +43,6 @@ pub(in crate::proxy) type CloseAfter = bool;
 
 /// What one request needs on its way through, reused from request to request for its
 /// buffers' capacity.
-#[derive(Default)]
 pub(in crate::proxy) struct Exchange {
     /// The request head, as offsets into the connection's buffer. Valid until the request
     /// bytes are consumed from that buffer (once `out` holds what is forwarded).
@@ -77,6 +77,32 @@ pub(in crate::proxy) struct Exchange {
     pub(super) temp_dir: std::path::PathBuf,
     /// What the access log and metrics need to know about the current request.
     pub(super) log: RequestLog,
+    /// The request's client (`$remote_addr`, `ip_hash`, the access log): the connection's
+    /// peer, or the address trusted proxies in front name (`real_ip_from`).
+    pub(in crate::proxy) client: std::net::SocketAddr,
+}
+
+impl Default for Exchange {
+    fn default() -> Self {
+        Exchange {
+            head: RequestHead::default(),
+            res: ResponseHead::default(),
+            out: Vec::new(),
+            key: Vec::new(),
+            path: Vec::new(),
+            tried: Tried::default(),
+            upgrade: false,
+            early: false,
+            max_body: 0,
+            read_timeout: Duration::ZERO,
+            body: BufferedBody::default(),
+            scratch: Vec::new(),
+            buffering: None,
+            temp_dir: std::path::PathBuf::new(),
+            log: RequestLog::default(),
+            client: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        }
+    }
 }
 
 /// Facts about one request gathered along the way, for the access log.
@@ -223,8 +249,9 @@ impl Held<'_> {
     }
 
     /// The server's part of the exchange is over: its slot is free, and its connection
-    /// goes back to the pool when `reusable` (and it may carry more requests).
-    pub(super) fn release(&mut self, reusable: bool) {
+    /// goes back to the pool when `reusable` (and it may carry more requests); `now` is a
+    /// recent clock reading, from which its idle time counts.
+    pub(super) fn release(&mut self, reusable: bool, now: Instant) {
         let Some(conn) = self.conn.take() else {
             return;
         };
@@ -235,7 +262,7 @@ impl Held<'_> {
                 self.up.peers[self.i].state.id,
                 conn,
                 cfg.keepalive,
-                Instant::now() + cfg.keepalive_timeout,
+                now + cfg.keepalive_timeout,
             );
         }
     }
@@ -243,7 +270,9 @@ impl Held<'_> {
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.release(false);
+        if self.conn.is_some() {
+            self.release(false, Instant::now());
+        }
     }
 }
 

@@ -93,7 +93,7 @@ impl Exchange {
             let vars = Vars {
                 buf: &conn.buf,
                 head: &self.head,
-                remote: conn.remote,
+                remote: self.client,
                 server_name: first_exact_name(vs),
                 https: S::TLS,
             };

@@ -40,7 +40,7 @@ impl Exchange {
                 // Nothing was tried yet; a slot lost to another worker's race last round
                 // must not count as tried.
                 self.tried.reset(up.peers.len());
-                match self.pick(ctx, conn, up) {
+                match self.pick(ctx, up) {
                     Ok(i) => return Ok(i),
                     Err(PickError::NoLive) => return Err(Some(502)),
                     Err(PickError::AllFull) => {}

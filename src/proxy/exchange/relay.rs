@@ -128,7 +128,7 @@ impl Exchange {
         let piece = body_at..body_at + t.taken;
         if t.done {
             // The whole response is here: the server is free before the client reads.
-            let whole = self.detach(ctx, held, piece.end);
+            let whole = self.detach(ctx, held, piece.end, conn.clock);
             return self
                 .send_whole(ctx, conn, whole, piece, reframe, send_timeout, close)
                 .await;
@@ -160,21 +160,21 @@ impl Exchange {
 
     /// The response is all read: takes its bytes (the first `end` of the buffer) from the
     /// upstream connection, which keeps only what followed them, and gives the server back.
-    fn detach(&mut self, ctx: &ProxyCtx, held: &mut Held<'_>, end: usize) -> Vec<u8> {
+    fn detach(&mut self, ctx: &ProxyCtx, held: &mut Held<'_>, end: usize, now: Instant) -> Vec<u8> {
         let up_conn = held.conn();
         let mut spare = ctx.buffers.take();
         // Whatever followed the response stays with the connection, which the pool then
         // refuses.
         spare.extend_from_slice(&up_conn.buf[end..]);
         let whole = std::mem::replace(&mut up_conn.buf, spare);
-        self.end_upstream(held, true);
+        self.end_upstream(held, true, now);
         whole
     }
 
     /// Gives the server back: its connection goes to the pool when the response ended at
     /// its framed end with nothing after it, the server keeps it open and the request was
     /// all sent.
-    fn end_upstream(&mut self, held: &mut Held<'_>, done: bool) {
+    fn end_upstream(&mut self, held: &mut Held<'_>, done: bool, now: Instant) {
         let left_over = held.conn().buf.len();
         if left_over > 0 {
             tracing::info!(
@@ -184,7 +184,7 @@ impl Exchange {
             );
         }
         let reusable = may_pool(done, left_over, self.res.keep_alive, !self.early);
-        held.release(reusable);
+        held.release(reusable, now);
     }
 
     /// Sends a response that is all in `whole` (the head in `out`, the body's bytes at
@@ -260,13 +260,13 @@ impl Exchange {
             consume(&mut up_conn.buf, piece.end);
             self.out.clear();
             if cursor.is_done() {
-                self.end_upstream(held, true);
+                self.end_upstream(held, true, conn.clock);
                 return Ok(close);
             }
             match self.next_piece(conn, held.conn()).await {
                 Ok(0) if self.res.body == ResponseBody::Close => {
                     // The end of a close-delimited body.
-                    self.end_upstream(held, false);
+                    self.end_upstream(held, false, conn.clock);
                     if reframe.chunk_out {
                         self.out.extend_from_slice(b"0\r\n\r\n");
                         self.send_out(conn, send_timeout)
@@ -337,14 +337,15 @@ impl Exchange {
                 // Nothing to send: wait for the server.
                 let got = self.read_watched(held.conn()).await;
                 reading = self
-                    .buffer_piece(held, &mut cursor, &mut spool, got, reframe)
+                    .buffer_piece(held, &mut cursor, &mut spool, got, reframe, conn.clock)
                     .await?;
                 continue;
             };
             // Send the chunk while reading on.
             let len = chunk.len();
             conn.clock = Instant::now();
-            let deadline = conn.clock + send_timeout;
+            let clock = conn.clock;
+            let deadline = clock + send_timeout;
             let mut write = std::pin::pin!(conn.send(chunk, 0..len, deadline));
             let (sent, chunk) = loop {
                 let reading_now = reading && held.is_held() && held.conn().is_armed();
@@ -361,7 +362,7 @@ impl Exchange {
                     First::Right(got) => {
                         let got = got.map_err(IoFail::Io);
                         reading = self
-                            .buffer_piece(held, &mut cursor, &mut spool, got, reframe)
+                            .buffer_piece(held, &mut cursor, &mut spool, got, reframe, clock)
                             .await?;
                         if reading && held.is_held() && spool.has_room(UPSTREAM_BUF) {
                             held.conn().arm();
@@ -384,10 +385,11 @@ impl Exchange {
         spool: &mut Spool<'_>,
         got: Result<usize, IoFail>,
         reframe: Reframe,
+        now: Instant,
     ) -> Result<bool, ClientBroke> {
         match got {
             Ok(0) if self.res.body == ResponseBody::Close => {
-                self.end_upstream(held, false);
+                self.end_upstream(held, false, now);
                 if reframe.chunk_out {
                     let mut end = spool.buffer();
                     end.extend_from_slice(b"0\r\n\r\n");
@@ -415,7 +417,7 @@ impl Exchange {
         }
         self.spool_push(spool, chunk).await?;
         if t.done {
-            self.end_upstream(held, true);
+            self.end_upstream(held, true, now);
             return Ok(false);
         }
         Ok(true)
@@ -449,7 +451,7 @@ impl Exchange {
         if (len - body_at) as u64 != body {
             return None;
         }
-        let whole = self.detach(ctx, held, len);
+        let whole = self.detach(ctx, held, len, conn.clock);
         let (r, whole) = conn.send(whole, 0..len, conn.clock + send_timeout).await;
         ctx.buffers.give(whole);
         if r.is_err() {
