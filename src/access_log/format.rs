@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Captured, Record};
+use super::record::{Captured, Record, Slot, MAX_HEADERS};
 use crate::config::syntax::{pieces, Piece};
 
 /// The default format: nginx's `combined` followed by four of its upstream variables.
@@ -44,9 +44,6 @@ pub const VARIABLES: &[&str] = &[
     "$upstream_response_time",
     "$pid",
 ];
-/// Request headers one format may log by `$http_<name>` besides Referer and User-Agent: a
-/// fixed array per connection holds where they are, so a bound keeps it small.
-pub const MAX_HEADERS: usize = 16;
 
 /// A parsed `log_format`. Two formats are equal when written the same way.
 #[derive(Debug, Clone)]
@@ -124,15 +121,6 @@ enum LogVar {
     UpstreamStatus,
     UpstreamResponseTime,
     Pid,
-}
-
-/// Where a request header's value is kept for the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
-    Referer,
-    UserAgent,
-    /// One of the format's other `$http_<name>` headers.
-    Other(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

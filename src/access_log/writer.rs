@@ -11,7 +11,14 @@ use std::time::Duration;
 use crossbeam::channel::{self, Receiver, Sender, TrySendError};
 use crossbeam::queue::ArrayQueue;
 
-use super::{FLUSH_AT, QUEUE, SPARES};
+/// A worker hands a buffer to the writer once it holds this much: large enough that the
+/// writer makes few system calls, small enough that a busy worker's buffer stays in cache.
+pub(super) const FLUSH_AT: usize = 32 * 1024;
+/// Buffers in flight to the writer before lines are dropped rather than the worker
+/// blocking (1024 x 32 KiB = 32 MiB of log waiting on a stalled disk).
+const QUEUE: usize = 1024;
+/// Empty buffers kept for reuse.
+const SPARES: usize = 64;
 
 enum Msg {
     Write {
