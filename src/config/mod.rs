@@ -5,12 +5,16 @@
 //!   each the raw struct (every value with its span), its key list and its walk.
 //! - `load`: read the file, parse the TOML, walk it into `schema`'s structs, reporting
 //!   every unknown key and mistyped value.
+//! - `spanned`: the shapes of a value as written, with its span (`Spanned`, `StrOrInt`, ...);
+//!   `walk` makes them, knowing no key names (the message for an unknown key is `hints`',
+//!   handed to the walk by `load`).
 //! - `validate`, `validate_server`, `validate_location`, `validate_upstream`: defaults
 //!   (`defaults`), units (`units`), templates (`template`), addresses and cross references
 //!   -> [`model`], reporting every problem. The files TLS names are checked through the
 //!   `tls_files` hook.
 //! - `hints`: what an unknown key or a file that is not TOML most likely meant (nginx's
 //!   names, a key in the wrong table, an nginx configuration).
+//! - `suggest`: "did you mean" for every list of valid choices.
 //! - `summary`: the one-screen text of `ringlb check`.
 //!
 //! Errors are [`ConfigError`]s: `file:line:col: key.path: what is wrong and how to fix it`.
@@ -21,6 +25,8 @@ mod hints;
 mod load;
 pub mod model;
 pub mod schema;
+mod spanned;
+mod suggest;
 mod summary;
 pub mod syntax;
 mod template;

@@ -50,7 +50,7 @@ fn variable(name: &str) -> Result<Var, String> {
                         "to follow ${v} with text write ${{{v}}}{} (valid: {known})",
                         &name[v.len()..]
                     )
-                } else if let Some(v) = super::walk::did_you_mean(name, VARIABLES) {
+                } else if let Some(v) = super::suggest::did_you_mean(name, VARIABLES) {
                     format!("did you mean `${v}`? (valid: {known})")
                 } else {
                     format!("valid: {known}")

@@ -8,7 +8,7 @@ use std::ops::Range;
 use toml_edit::{Item, TableLike, Value};
 
 use super::error::Problems;
-use super::schema::{OneOrMany, OrderedMap, Spanned, StrOrInt};
+use super::spanned::{OneOrMany, OrderedMap, Spanned, StrOrInt};
 
 /// One section of the file, written once: the raw struct (every field optional, spanned),
 /// `KEYS` (for "unknown key ... valid: ..."), and `walk`, which reads a table into the
@@ -78,37 +78,37 @@ macro_rules! key_name {
 
 /// The raw type each reader yields.
 macro_rules! raw_type {
-    (string) => { Option<$crate::config::schema::Spanned<String>> };
+    (string) => { Option<$crate::config::spanned::Spanned<String>> };
     (duration) => {
-        Option<$crate::config::schema::Spanned<$crate::config::schema::StrOrInt>>
+        Option<$crate::config::spanned::Spanned<$crate::config::spanned::StrOrInt>>
     };
-    (boolean) => { Option<$crate::config::schema::Spanned<bool>> };
-    (integer) => { Option<$crate::config::schema::Spanned<i64>> };
-    (float) => { Option<$crate::config::schema::Spanned<f64>> };
+    (boolean) => { Option<$crate::config::spanned::Spanned<bool>> };
+    (integer) => { Option<$crate::config::spanned::Spanned<i64>> };
+    (float) => { Option<$crate::config::spanned::Spanned<f64>> };
     (str_or_int $expected:literal) => {
-        Option<$crate::config::schema::Spanned<$crate::config::schema::StrOrInt>>
+        Option<$crate::config::spanned::Spanned<$crate::config::spanned::StrOrInt>>
     };
     (strings) => {
-        Option<$crate::config::schema::Spanned<Vec<$crate::config::schema::Spanned<String>>>>
+        Option<$crate::config::spanned::Spanned<Vec<$crate::config::spanned::Spanned<String>>>>
     };
     (one_or_many) => {
-        Option<$crate::config::schema::Spanned<$crate::config::schema::OneOrMany>>
+        Option<$crate::config::spanned::Spanned<$crate::config::spanned::OneOrMany>>
     };
     (string_map) => {
-        Option<$crate::config::schema::Spanned<$crate::config::schema::OrderedMap<
-            $crate::config::schema::Spanned<String>,
-            $crate::config::schema::Spanned<String>,
+        Option<$crate::config::spanned::Spanned<$crate::config::spanned::OrderedMap<
+            $crate::config::spanned::Spanned<String>,
+            $crate::config::spanned::Spanned<String>,
         >>>
     };
-    (table $t:ty) => { Option<$crate::config::schema::Spanned<$t>> };
+    (table $t:ty) => { Option<$crate::config::spanned::Spanned<$t>> };
     (tables $t:ty) => {
-        Option<$crate::config::schema::Spanned<Vec<$crate::config::schema::Spanned<$t>>>>
+        Option<$crate::config::spanned::Spanned<Vec<$crate::config::spanned::Spanned<$t>>>>
     };
-    (list $t:ty) => { Vec<$crate::config::schema::Spanned<$t>> };
+    (list $t:ty) => { Vec<$crate::config::spanned::Spanned<$t>> };
     (named $t:ty) => {
-        $crate::config::schema::OrderedMap<
-            $crate::config::schema::Spanned<String>,
-            $crate::config::schema::Spanned<$t>,
+        $crate::config::spanned::OrderedMap<
+            $crate::config::spanned::Spanned<String>,
+            $crate::config::spanned::Spanned<$t>,
         >
     };
 }
@@ -123,7 +123,7 @@ macro_rules! read_value {
     };
     ($w:ident, $e:ident, $p:ident, list $t:ty) => {
         $w.tables(&$e, &$p, <$t>::walk)
-            .map($crate::config::schema::Spanned::into_inner)
+            .map($crate::config::spanned::Spanned::into_inner)
             .unwrap_or_default()
     };
     ($w:ident, $e:ident, $p:ident, named $t:ty) => {
@@ -138,6 +138,9 @@ pub(crate) use {key_name, raw_type, read_value, section};
 
 pub(crate) struct Walker<'p> {
     pub problems: &'p mut Problems,
+    /// The message for an unknown key among the valid ones of its table. The walk knows no
+    /// key names; the caller supplies what it knows of them (`hints::unknown_key`).
+    pub unknown_key: fn(key: &str, valid: &[&str]) -> String,
 }
 
 /// One `key = value` of a table: the key's name, its value and the key's span.
@@ -202,47 +205,12 @@ fn describe(item: &Item) -> &'static str {
     }
 }
 
-/// Levenshtein distance, for "did you mean".
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-/// The closest of `valid` to `word`, when it is close enough to be a likely typo.
-pub(crate) fn did_you_mean<'a>(word: &str, valid: &[&'a str]) -> Option<&'a str> {
-    let word_lower = word.to_ascii_lowercase();
-    valid
-        .iter()
-        .map(|v| (distance(&word_lower, &v.to_ascii_lowercase()), *v))
-        .filter(|(d, v)| *d <= 2.max(v.len() / 3) && *d < v.len())
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, v)| v)
-}
-
-/// `one of: a, b, c` with a "did you mean" in front when one is close.
-pub(crate) fn choices(word: &str, valid: &[&str]) -> String {
-    let list = valid.join(", ");
-    match did_you_mean(word, valid) {
-        Some(close) => format!("did you mean `{close}`? (valid: {list})"),
-        None => format!("valid: {list}"),
-    }
-}
-
 impl Walker<'_> {
     pub fn unknown(&mut self, e: &Entry<'_>, path: &str, valid: &[&str]) {
         self.problems.push(
             e.key_span.clone(),
             join(path, e.name),
-            super::hints::unknown_key(e.name, valid),
+            (self.unknown_key)(e.name, valid),
         );
     }
 
