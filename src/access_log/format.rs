@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::record::{Captured, Record, Slot, MAX_HEADERS};
+use super::record::{Captured, HeaderSlot, Record, MAX_HEADERS};
 use crate::config::syntax::{pieces, Piece};
 
 /// The default format: nginx's `combined` followed by four of its upstream variables.
@@ -169,16 +169,16 @@ impl LogFormat {
     }
 
     /// Where to keep the value of request header `name` (any case), if the format logs it.
-    pub fn slot(&self, name: &[u8]) -> Option<Slot> {
+    pub fn slot(&self, name: &[u8]) -> Option<HeaderSlot> {
         if name.eq_ignore_ascii_case(b"referer") {
-            Some(Slot::Referer)
+            Some(HeaderSlot::Referer)
         } else if name.eq_ignore_ascii_case(b"user-agent") {
-            Some(Slot::UserAgent)
+            Some(HeaderSlot::UserAgent)
         } else {
             self.headers
                 .iter()
                 .position(|h| name.eq_ignore_ascii_case(h.as_bytes()))
-                .map(Slot::Other)
+                .map(HeaderSlot::Other)
         }
     }
 
@@ -586,10 +586,10 @@ mod tests {
         c.set_request_line(line);
         c.set_host(|out| out.extend_from_slice(b"example.com"));
         if let Some(r) = referer {
-            c.set_header(Slot::Referer, r);
+            c.set_header(HeaderSlot::Referer, r);
         }
         if let Some(u) = ua {
-            c.set_header(Slot::UserAgent, u);
+            c.set_header(HeaderSlot::UserAgent, u);
         }
         c
     }
@@ -666,9 +666,9 @@ mod tests {
              up=$upstream_addr/$upstream_status/$upstream_response_time rt=$request_time",
         )
         .unwrap();
-        assert_eq!(format.slot(b"X-Forwarded-For"), Some(Slot::Other(0)));
+        assert_eq!(format.slot(b"X-Forwarded-For"), Some(HeaderSlot::Other(0)));
         assert_eq!(format.slot(b"x-request-id"), None);
-        h.set_header(Slot::Other(0), b"1.2.3.4, 5.6.7.8");
+        h.set_header(HeaderSlot::Other(0), b"1.2.3.4, 5.6.7.8");
         let mut out = Vec::new();
         format.write(&mut out, &STAMP, &rec(&h));
         assert_eq!(

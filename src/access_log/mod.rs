@@ -57,6 +57,6 @@ mod worker;
 mod writer;
 
 pub use format::{FormatError, LogFormat, COMBINED, NAMES, VARIABLES};
-pub use record::{Captured, Record, Slot, MAX_HEADERS};
+pub use record::{Captured, HeaderSlot, Record, MAX_HEADERS};
 pub use worker::{WorkerLog, FLUSH_EVERY};
 pub use writer::{finish, reopen};

@@ -11,7 +11,7 @@ pub const MAX_HEADERS: usize = 16;
 
 /// Where a request header's value is kept for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
+pub enum HeaderSlot {
     Referer,
     UserAgent,
     /// One of the format's other `$http_<name>` headers.
@@ -31,7 +31,7 @@ pub struct Captured {
     host: Span,
     referer: Option<Span>,
     user_agent: Option<Span>,
-    /// The format's other `$http_<name>` headers, by `Slot::Other` index.
+    /// The format's other `$http_<name>` headers, by `HeaderSlot::Other` index.
     headers: [Option<Span>; MAX_HEADERS],
 }
 
@@ -68,20 +68,20 @@ impl Captured {
     }
 
     /// Keeps a header's value; the first of repeated headers wins.
-    pub fn set_header(&mut self, slot: Slot, value: &[u8]) {
+    pub fn set_header(&mut self, slot: HeaderSlot, value: &[u8]) {
         let taken = match slot {
-            Slot::Referer => self.referer.is_some(),
-            Slot::UserAgent => self.user_agent.is_some(),
-            Slot::Other(i) => self.headers[i].is_some(),
+            HeaderSlot::Referer => self.referer.is_some(),
+            HeaderSlot::UserAgent => self.user_agent.is_some(),
+            HeaderSlot::Other(i) => self.headers[i].is_some(),
         };
         if taken {
             return;
         }
         let span = Some(self.push(value));
         match slot {
-            Slot::Referer => self.referer = span,
-            Slot::UserAgent => self.user_agent = span,
-            Slot::Other(i) => self.headers[i] = span,
+            HeaderSlot::Referer => self.referer = span,
+            HeaderSlot::UserAgent => self.user_agent = span,
+            HeaderSlot::Other(i) => self.headers[i] = span,
         }
     }
 

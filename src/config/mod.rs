@@ -9,7 +9,7 @@
 //!   `walk` makes them, knowing no key names (the message for an unknown key is `hints`',
 //!   handed to the walk by `load`).
 //! - `validate`, `validate_server`, `validate_location`, `validate_upstream`: defaults
-//!   (`defaults`), units (`units`), templates (`template`), addresses and cross references
+//!   (`defaults`), units (`units`), templates (`template_parse`), addresses and cross references
 //!   -> [`model`], reporting every problem. The files TLS names are checked through the
 //!   `tls_files` hook.
 //! - `hints`: what an unknown key or a file that is not TOML most likely meant (nginx's
@@ -29,7 +29,7 @@ mod spanned;
 mod suggest;
 mod summary;
 pub mod syntax;
-mod template;
+mod template_parse;
 pub mod tls_files;
 pub mod units;
 mod validate;
@@ -42,7 +42,7 @@ pub use error::ConfigError;
 pub use load::{load, parse, parse_offline, structure_errors};
 pub use model::*;
 pub use summary::{check, summary};
-pub use template::parse_template;
+pub use template_parse::parse_template;
 
 #[cfg(test)]
 mod tests;

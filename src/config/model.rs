@@ -233,7 +233,8 @@ pub enum TemplatePart {
     Var(Var),
 }
 
-/// The variables a template may use (see `template.rs`).
+/// The variables a template may use (parsed in `template_parse.rs`, evaluated per request
+/// by `http::vars`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Var {
     Host,

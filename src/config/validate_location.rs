@@ -8,7 +8,7 @@ use super::defaults as d;
 use super::model::*;
 use super::schema::*;
 use super::suggest::choices;
-use super::template::parse_template;
+use super::template_parse::parse_template;
 use super::validate::Validator;
 use super::walk::join;
 

@@ -144,22 +144,22 @@ pub(crate) struct Walker<'p> {
 }
 
 /// One `key = value` of a table: the key's name, its value and the key's span.
-pub(crate) struct Entry<'a> {
+pub(crate) struct KeyEntry<'a> {
     pub name: &'a str,
     pub item: &'a Item,
     pub key_span: Range<usize>,
 }
 
-impl Entry<'_> {
+impl KeyEntry<'_> {
     /// Where a complaint about the value goes: the value itself, or its key.
     pub fn at(&self) -> Range<usize> {
         self.item.span().unwrap_or_else(|| self.key_span.clone())
     }
 }
 
-pub(crate) fn entries<'a>(t: &'a dyn TableLike, table_span: &Range<usize>) -> Vec<Entry<'a>> {
+pub(crate) fn entries<'a>(t: &'a dyn TableLike, table_span: &Range<usize>) -> Vec<KeyEntry<'a>> {
     t.iter()
-        .map(|(name, item)| Entry {
+        .map(|(name, item)| KeyEntry {
             name,
             item,
             key_span: t
@@ -206,7 +206,7 @@ fn describe(item: &Item) -> &'static str {
 }
 
 impl Walker<'_> {
-    pub fn unknown(&mut self, e: &Entry<'_>, path: &str, valid: &[&str]) {
+    pub fn unknown(&mut self, e: &KeyEntry<'_>, path: &str, valid: &[&str]) {
         self.problems.push(
             e.key_span.clone(),
             join(path, e.name),
@@ -225,7 +225,7 @@ impl Walker<'_> {
     /// A scalar value converted by `f`; a complaint naming `expected` when `f` says no.
     pub fn scalar<T>(
         &mut self,
-        e: &Entry<'_>,
+        e: &KeyEntry<'_>,
         path: &str,
         expected: &str,
         f: impl Fn(&Value) -> Option<T>,
@@ -250,13 +250,13 @@ impl Walker<'_> {
         }
     }
 
-    pub fn string(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<String>> {
+    pub fn string(&mut self, e: &KeyEntry<'_>, path: &str) -> Option<Spanned<String>> {
         self.scalar(e, path, "a string", |v| v.as_str().map(str::to_owned))
     }
 
     /// A duration: a string with units (`"2s"`, `"1m30s"`) or a number of seconds, as an
     /// integer or a string (nginx's rule: `2` and `"2"` are both two seconds).
-    pub fn duration(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<StrOrInt>> {
+    pub fn duration(&mut self, e: &KeyEntry<'_>, path: &str) -> Option<Spanned<StrOrInt>> {
         self.str_or_int(
             e,
             path,
@@ -264,15 +264,15 @@ impl Walker<'_> {
         )
     }
 
-    pub fn boolean(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<bool>> {
+    pub fn boolean(&mut self, e: &KeyEntry<'_>, path: &str) -> Option<Spanned<bool>> {
         self.scalar(e, path, "true or false", Value::as_bool)
     }
 
-    pub fn integer(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<i64>> {
+    pub fn integer(&mut self, e: &KeyEntry<'_>, path: &str) -> Option<Spanned<i64>> {
         self.scalar(e, path, "an integer", Value::as_integer)
     }
 
-    pub fn float(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<f64>> {
+    pub fn float(&mut self, e: &KeyEntry<'_>, path: &str) -> Option<Spanned<f64>> {
         self.scalar(e, path, "a number", |v| {
             v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
         })
@@ -280,7 +280,7 @@ impl Walker<'_> {
 
     pub fn str_or_int(
         &mut self,
-        e: &Entry<'_>,
+        e: &KeyEntry<'_>,
         path: &str,
         expected: &str,
     ) -> Option<Spanned<StrOrInt>> {
@@ -291,7 +291,11 @@ impl Walker<'_> {
         })
     }
 
-    pub fn strings(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<Vec<Spanned<String>>>> {
+    pub fn strings(
+        &mut self,
+        e: &KeyEntry<'_>,
+        path: &str,
+    ) -> Option<Spanned<Vec<Spanned<String>>>> {
         let Some(Value::Array(arr)) = e.item.as_value() else {
             self.wrong_type(e.at(), path, "an array of strings", e.item);
             return None;
@@ -314,7 +318,7 @@ impl Walker<'_> {
         Some(Spanned::new(e.at(), out))
     }
 
-    pub fn one_or_many(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<OneOrMany>> {
+    pub fn one_or_many(&mut self, e: &KeyEntry<'_>, path: &str) -> Option<Spanned<OneOrMany>> {
         if let Some(s) = e.item.as_str() {
             return Some(Spanned::new(e.at(), OneOrMany::One(s.to_owned())));
         }
@@ -330,7 +334,7 @@ impl Walker<'_> {
     /// A table (`[x]` or `{ ... }`) read by `read`.
     pub fn table<T>(
         &mut self,
-        e: &Entry<'_>,
+        e: &KeyEntry<'_>,
         path: &str,
         read: impl FnOnce(&mut Self, &dyn TableLike, &Range<usize>, &str) -> T,
     ) -> Option<Spanned<T>> {
@@ -349,7 +353,7 @@ impl Walker<'_> {
     /// A table of strings kept in file order (`proxy_set_header`).
     pub fn string_map(
         &mut self,
-        e: &Entry<'_>,
+        e: &KeyEntry<'_>,
         path: &str,
     ) -> Option<Spanned<OrderedMap<Spanned<String>, Spanned<String>>>> {
         self.table(e, path, |w, t, span, path| {
@@ -368,7 +372,7 @@ impl Walker<'_> {
     /// type: empty (the type error is recorded).
     pub fn named<T>(
         &mut self,
-        e: &Entry<'_>,
+        e: &KeyEntry<'_>,
         path: &str,
         mut read: impl FnMut(&mut Self, &dyn TableLike, &Range<usize>, &str) -> T,
     ) -> OrderedMap<Spanned<String>, Spanned<T>> {
@@ -389,7 +393,7 @@ impl Walker<'_> {
     /// An array of tables, written `[[x]]` or `x = [{ ... }, { ... }]`.
     pub fn tables<T>(
         &mut self,
-        e: &Entry<'_>,
+        e: &KeyEntry<'_>,
         path: &str,
         mut read: impl FnMut(&mut Self, &dyn TableLike, &Range<usize>, &str) -> T,
     ) -> Option<Spanned<Vec<Spanned<T>>>> {

@@ -2,7 +2,7 @@
 //! (`request`, `response`), body framing and the chunked decoder (`body`, `chunked`), where
 //! a response body ends as it arrives (`framing`), and
 //! writing the heads ringlb forwards (`rewrite`), with `proxy_set_header` templates
-//! (`template`), and the normalised path locations are matched on (`uri`).
+//! evaluated against the request's variables (`vars`), and the normalised path locations are matched on (`uri`).
 
 pub mod body;
 pub mod chunked;
@@ -10,8 +10,8 @@ pub mod framing;
 pub mod request;
 pub mod response;
 pub mod rewrite;
-pub mod template;
 pub mod uri;
+pub mod vars;
 
 use std::ops::Range;
 
