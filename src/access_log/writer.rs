@@ -47,7 +47,7 @@ fn sink() -> &'static Sink {
         let thread = std::thread::Builder::new()
             .name("ringlb-accesslog".into())
             .spawn(move || writer(rx))
-            .map_err(|e| tracing::error!("cannot start the access log writer: {e}"))
+            .map_err(|e| tracing::error!(error = %e, "cannot start the access log writer"))
             .ok();
         Sink {
             tx,
@@ -120,7 +120,7 @@ fn writer(rx: Receiver<Msg>) {
                 };
                 if let Some(f) = &mut files[slot].1 {
                     if let Err(e) = f.write_all(&buf) {
-                        tracing::error!("access log {}: {e}", path.display());
+                        tracing::error!(path = %path.display(), error = %e, "cannot write the access log");
                     }
                 }
                 buf.clear();
@@ -136,8 +136,8 @@ fn writer(rx: Receiver<Msg>) {
         let dropped = DROPPED.load(Ordering::Relaxed);
         if dropped != dropped_seen {
             tracing::warn!(
-                "access log writer fell behind: {} lines dropped",
-                dropped - dropped_seen
+                dropped = dropped - dropped_seen,
+                "access log writer fell behind: lines dropped"
             );
             dropped_seen = dropped;
         }
@@ -154,7 +154,7 @@ fn open(path: &Path) -> Option<std::fs::File> {
     {
         Ok(f) => Some(f),
         Err(e) => {
-            tracing::error!("cannot open access log {}: {e}", path.display());
+            tracing::error!(path = %path.display(), error = %e, "cannot open the access log");
             None
         }
     }

@@ -283,17 +283,16 @@ fn collect(results: &Results, watched: &mut HashMap<u32, Watched>, now_ms: u64) 
                 {
                     Some(Transition::Down { checks }) => {
                         w.state.check_went_down();
-                        // (The message keeps the count while tests/proxy_core.rs matches it.)
                         tracing::warn!(
                             %upstream, %server, state = "down", checks, ?reason,
-                            "down: {checks} failed checks"
+                            "server marked down"
                         );
                     }
                     Some(Transition::Up { checks }) => {
                         w.state.check_came_up(now_ms);
                         tracing::info!(
                             %upstream, %server, state = "up", checks,
-                            "up: {checks} passed checks"
+                            "server marked up"
                         );
                     }
                     // The first failure of a streak on an up server: when trouble began.
