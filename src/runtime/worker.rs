@@ -194,10 +194,12 @@ fn open(
                 Ok((stream, remote)) => {
                     let open_conn = OpenConn::take(&open_conns);
                     let ctx = ctx.clone();
-                    let fut = Contained(async move {
-                        let _open_conn = open_conn;
-                        proxy::serve(stream, remote, addr, ctx).await
-                    });
+                    let fut = Contained {
+                        inner: async move {
+                            let _open_conn = open_conn;
+                            proxy::serve(stream, remote, addr, ctx).await
+                        },
+                    };
                     monoio::spawn(fut);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => break,
@@ -271,10 +273,15 @@ impl Drop for OpenConn {
     }
 }
 
-/// Runs a connection's future so that a panic inside it ends that connection only: without
-/// this, a panic unwinds through the event loop and takes the whole worker (and every
-/// connection on it) down.
-struct Contained<F>(F);
+pin_project_lite::pin_project! {
+    /// Runs a connection's future so that a panic inside it ends that connection only:
+    /// without this, a panic unwinds through the event loop and takes the whole worker (and
+    /// every connection on it) down.
+    struct Contained<F> {
+        #[pin]
+        inner: F,
+    }
+}
 
 impl<F: std::future::Future<Output = ()>> std::future::Future for Contained<F> {
     type Output = ();
@@ -283,8 +290,7 @@ impl<F: std::future::Future<Output = ()>> std::future::Future for Contained<F> {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<()> {
-        // SAFETY: the inner future is never moved out of the pinned wrapper.
-        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
+        let inner = self.project().inner;
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(p) => p,
             Err(_) => {
