@@ -67,6 +67,55 @@ pub struct WorkerStats {
     /// Responses ringlb made itself, by status slot (400s, 404, and 502/503/504 when no
     /// server answered).
     pub own_codes: [AtomicU64; CODE_SLOTS],
+    /// Of `clients_open`: HTTP/1.1 connections over TLS.
+    pub clients_tls: AtomicU64,
+    /// Of `clients_open`: HTTP/2 streams in flight (each runs as one exchange).
+    pub h2_streams_open: AtomicU64,
+    /// HTTP/2 connections open now (not in `clients_open`).
+    pub clients_h2: AtomicU64,
+    pub tls: TlsCounters,
+    pub h2: H2Counters,
+}
+
+/// The `reason` labels of failed TLS handshakes, in `TlsCounters::failures` order.
+pub const TLS_FAILURES: [&str; 6] = [
+    "incompatible",
+    "rejected_by_client",
+    "protocol_error",
+    "client_closed",
+    "timeout",
+    "other",
+];
+
+/// TLS handshakes of one worker.
+#[derive(Debug, Default)]
+pub struct TlsCounters {
+    pub handshakes: AtomicU64,
+    pub resumed: AtomicU64,
+    pub failures: [AtomicU64; TLS_FAILURES.len()],
+}
+
+/// The `reason` labels of HTTP/2 connections cut off with ENHANCE_YOUR_CALM, in
+/// `H2Counters::abuse` order.
+pub const H2_ABUSE: [&str; 8] = [
+    "ping_flood",
+    "settings_flood",
+    "reset_flood",
+    "priority_flood",
+    "window_update_flood",
+    "empty_frame_flood",
+    "unknown_frame_flood",
+    "overhead",
+];
+
+/// HTTP/2 connections of one worker.
+#[derive(Debug, Default)]
+pub struct H2Counters {
+    /// Connections since start.
+    pub connections: AtomicU64,
+    /// Streams (requests) since start.
+    pub streams: AtomicU64,
+    pub abuse: [AtomicU64; H2_ABUSE.len()],
 }
 
 /// Takes one from a counter only this worker writes (a gauge going down).

@@ -313,7 +313,7 @@ fn nginx_directive_names_get_a_did_you_mean_to_ringlb_keys() {
 }
 
 /// The complete example of docs/configuration.md is a valid file (with its certificate and
-/// log paths moved to a scratch directory).
+/// log paths moved to a scratch directory, where a self-signed certificate is made).
 #[test]
 fn the_documented_example_checks_ok() {
     let docs = std::fs::read_to_string(
@@ -327,9 +327,14 @@ fn the_documented_example_checks_ok() {
         .and_then(|s| s.split("```").next())
         .expect("a toml block after \"A complete example\"");
     let dir = common::proxy::temp_dir();
-    for f in ["example.com.pem", "example.com.key"] {
-        std::fs::write(dir.join(f), "-----BEGIN PEM-----\n").unwrap();
-    }
+    // A real certificate and key: validation loads and checks them.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["example.com".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.join("example.com.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("example.com.key"), key.serialize_pem()).unwrap();
     let text = example
         .replace("/etc/ringlb/", &format!("{}/", dir.display()))
         .replace("/var/log/ringlb/", &format!("{}/", dir.display()));

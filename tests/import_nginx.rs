@@ -47,10 +47,18 @@ impl Site {
         path
     }
 
-    /// Dummy PEM files: the configuration only needs them readable.
+    /// Certificate and key files `ringlb check` accepts: each holds the same self-signed
+    /// certificate and its key (a certificate file's key section and a key file's
+    /// certificate section are ignored).
     fn certificates(&self, names: &[&str]) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["example.com".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let pem = format!("{}{}", cert.pem(), key.serialize_pem());
         for n in names {
-            self.file(n, "-----BEGIN PEM-----\n");
+            self.file(n, &pem);
         }
     }
 

@@ -39,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
         head: &head,
         remote: SocketAddr::from(([127, 0, 0, 1], 1)),
         server_name: "",
+        https: false,
     };
     rewrite::request_head(&mut out, &vars, &[], "upstream", &rewrite::Forwarding::default());
     let mut again = RequestHead::default();

@@ -158,7 +158,8 @@ pub fn render(process: &Process) -> String {
         "ringlb_client_connections",
         "gauge",
         "Client connections open now: \"active\" serving a request, \"idle\" waiting for \
-         the next one.",
+         the next one; the same connections again by protocol (\"http\", \"https\": \
+         HTTP/1.1 in clear or over TLS, \"h2\": HTTP/2 connections).",
     );
     let open = metrics::sum(&process.stats, |s| &*s.clients_open);
     let idle = metrics::sum(&process.stats, |s| &s.clients_idle);
@@ -168,6 +169,16 @@ pub fn render(process: &Process) -> String {
         open.saturating_sub(idle)
     );
     let _ = writeln!(o, "ringlb_client_connections{{state=\"idle\"}} {idle}");
+    let (tls, h2_open, h2_streams) = (
+        metrics::sum(&process.stats, |s| &s.clients_tls),
+        metrics::sum(&process.stats, |s| &s.clients_h2),
+        metrics::sum(&process.stats, |s| &s.h2_streams_open),
+    );
+    let http = open.saturating_sub(tls + h2_streams);
+    let _ = writeln!(o, "ringlb_client_connections{{protocol=\"http\"}} {http}");
+    let _ = writeln!(o, "ringlb_client_connections{{protocol=\"https\"}} {tls}");
+    let _ = writeln!(o, "ringlb_client_connections{{protocol=\"h2\"}} {h2_open}");
+    tls_and_h2(&mut o, &process.stats);
 
     single(
         &mut o,
@@ -218,6 +229,61 @@ pub fn render(process: &Process) -> String {
 }
 
 /// A series without labels: its HELP and TYPE lines and its one sample.
+/// TLS handshakes and HTTP/2 connections, summed over workers.
+fn tls_and_h2(o: &mut String, stats: &[std::sync::Arc<metrics::WorkerStats>]) {
+    single(
+        o,
+        "ringlb_tls_handshakes_total",
+        "counter",
+        "TLS handshakes completed (resumed ones included).",
+        metrics::sum(stats, |s| &s.tls.handshakes),
+    );
+    single(
+        o,
+        "ringlb_tls_resumed_total",
+        "counter",
+        "TLS handshakes that resumed a session (ticket or session id).",
+        metrics::sum(stats, |s| &s.tls.resumed),
+    );
+    header(
+        o,
+        "ringlb_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed, by reason.",
+    );
+    for (i, reason) in metrics::TLS_FAILURES.iter().enumerate() {
+        let n = metrics::sum(stats, |s| &s.tls.failures[i]);
+        let _ = writeln!(
+            o,
+            "ringlb_tls_handshake_failures_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    single(
+        o,
+        "ringlb_http2_connections_total",
+        "counter",
+        "HTTP/2 connections accepted since start.",
+        metrics::sum(stats, |s| &s.h2.connections),
+    );
+    single(
+        o,
+        "ringlb_http2_streams_total",
+        "counter",
+        "HTTP/2 streams (requests) since start.",
+        metrics::sum(stats, |s| &s.h2.streams),
+    );
+    header(
+        o,
+        "ringlb_http2_abuse_total",
+        "counter",
+        "HTTP/2 connections cut off with GOAWAY ENHANCE_YOUR_CALM, by reason.",
+    );
+    for (i, reason) in metrics::H2_ABUSE.iter().enumerate() {
+        let n = metrics::sum(stats, |s| &s.h2.abuse[i]);
+        let _ = writeln!(o, "ringlb_http2_abuse_total{{reason=\"{reason}\"}} {n}");
+    }
+}
+
 fn single(o: &mut String, name: &str, kind: &str, help: &str, value: u64) {
     header(o, name, kind, help);
     let _ = writeln!(o, "{name} {value}");

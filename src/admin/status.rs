@@ -56,6 +56,9 @@ pub fn render(process: &Process) -> Value {
         .sum();
     let open = metrics::sum(&process.stats, |s| &*s.clients_open);
     let idle = metrics::sum(&process.stats, |s| &s.clients_idle);
+    let sum = |f: &dyn Fn(&metrics::WorkerStats) -> &std::sync::atomic::AtomicU64| {
+        metrics::sum(&process.stats, |s| f(s))
+    };
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "generation": process.generation(),
@@ -73,6 +76,25 @@ pub fn render(process: &Process) -> Value {
             "accepted": metrics::sum(&process.stats, |s| &s.clients_accepted),
             "requests": metrics::sum(&process.stats, |s| &s.requests),
             "own_responses": own,
+            "protocols": {
+                "http": open.saturating_sub(sum(&|s| &s.clients_tls) + sum(&|s| &s.h2_streams_open)),
+                "https": sum(&|s| &s.clients_tls),
+                "h2": sum(&|s| &s.clients_h2),
+            },
+        },
+        "tls": {
+            "handshakes": sum(&|s| &s.tls.handshakes),
+            "resumed": sum(&|s| &s.tls.resumed),
+            "failures": metrics::TLS_FAILURES.iter().enumerate()
+                .map(|(i, r)| (r.to_string(), json!(sum(&|s| &s.tls.failures[i]))))
+                .collect::<serde_json::Map<_, _>>(),
+        },
+        "http2": {
+            "connections": sum(&|s| &s.h2.connections),
+            "streams": sum(&|s| &s.h2.streams),
+            "abuse": metrics::H2_ABUSE.iter().enumerate()
+                .map(|(i, r)| (r.to_string(), json!(sum(&|s| &s.h2.abuse[i]))))
+                .collect::<serde_json::Map<_, _>>(),
         },
         "upstreams": upstreams,
     })

@@ -101,6 +101,8 @@ pub struct TlsCfg {
     /// PEM private key matching `certificate`.
     pub certificate_key: PathBuf,
     pub protocols: TlsProtocols,
+    /// The chain and key as [`super::tls_files::check`] loaded and checked them.
+    pub loaded: Option<crate::tls::certs::LoadedCert>,
 }
 
 /// The TLS versions offered; at least one is on.
@@ -135,6 +137,35 @@ pub enum ServerName {
     Exact(String),
     /// `*.example.com`, stored as the lower-cased suffix `.example.com`.
     Wildcard(String),
+}
+
+impl ServerName {
+    /// Which of `blocks` (each a server block's names) `host` (without port) selects: the
+    /// first with that exact name, else the one with the longest matching `*.` wildcard
+    /// (nginx's order); `None` when none names it (the caller's default applies). Used for
+    /// routing by Host and for choosing a certificate by SNI.
+    pub fn pick<'a>(blocks: impl Iterator<Item = &'a [ServerName]>, host: &[u8]) -> Option<usize> {
+        let mut best: Option<(usize, usize)> = None; // (suffix length, block)
+        for (i, names) in blocks.enumerate() {
+            for name in names {
+                match name {
+                    ServerName::Exact(n) if n.as_bytes().eq_ignore_ascii_case(host) => {
+                        return Some(i)
+                    }
+                    ServerName::Wildcard(suffix)
+                        if host.len() > suffix.len()
+                            && host[host.len() - suffix.len()..]
+                                .eq_ignore_ascii_case(suffix.as_bytes())
+                            && best.is_none_or(|(l, _)| suffix.len() > l) =>
+                    {
+                        best = Some((suffix.len(), i));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        best.map(|(_, i)| i)
+    }
 }
 
 /// One `[[server.location]]`: a path prefix and what answers under it.

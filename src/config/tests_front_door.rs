@@ -48,7 +48,8 @@ fn location(c: &Config, path: &str) -> Location {
         .unwrap_or_else(|| panic!("no location {path}"))
 }
 
-/// A scratch directory with a certificate and a key file (content is not checked here).
+/// A scratch directory with a self-signed certificate and its key (the TLS module's own
+/// tests cover bad files).
 struct TlsFiles {
     dir: PathBuf,
 }
@@ -57,8 +58,13 @@ impl TlsFiles {
     fn new(tag: &str) -> TlsFiles {
         let dir = std::env::temp_dir().join(format!("ringlb-cfg-tls-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("cert.pem"), "-----BEGIN CERTIFICATE-----\n").unwrap();
-        std::fs::write(dir.join("key.pem"), "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["example.com".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
         TlsFiles { dir }
     }
     fn cert(&self) -> String {
@@ -110,6 +116,8 @@ fn runtime_temp_path_and_pid_file() {
 fn tls_needs_certificate_and_key_together() {
     let f = TlsFiles::new("pair");
     let c = ok(&server_with(&f.keys()));
+    let loaded = c.servers[0].tls.as_ref().and_then(|t| t.loaded.clone());
+    assert!(loaded.is_some(), "the certificate was loaded by validation");
     assert_eq!(
         c.servers[0].tls,
         Some(TlsCfg {
@@ -119,6 +127,7 @@ fn tls_needs_certificate_and_key_together() {
                 tls12: true,
                 tls13: true
             },
+            loaded,
         })
     );
     assert!(ok(BASE).servers[0].tls.is_none());
@@ -145,7 +154,7 @@ fn tls_needs_certificate_and_key_together() {
         &text,
         "server[0].tls_certificate",
         "\"/nonexistent",
-        "cannot read /nonexistent/cert.pem: No such file",
+        "/nonexistent/cert.pem: cannot read: No such file",
     );
     let text = server_with(&format!(
         "tls_certificate = {:?}\ntls_certificate_key = {:?}",

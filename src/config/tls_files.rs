@@ -4,9 +4,9 @@
 //! `tls_certificate` and `tls_certificate_key`, and reports an `Err` at the line and column
 //! of the key it names, so `ringlb check`, start-up and SIGHUP all refuse a bad certificate
 //! with `file:line:col: server[N].tls_certificate: ...` (a reload keeps the old
-//! configuration). Today it only checks that both files can be read; the TLS module makes
-//! it load the PEM chain and key, check that they match and are in date, and may keep what
-//! it loaded in the [`TlsCfg`] it is given, so that the file is read once per load.
+//! configuration). It loads the PEM chain and key through the TLS module, which checks that
+//! they match and are in date, and keeps what it loaded in the [`TlsCfg`], so that the files
+//! are read once per load.
 
 use super::model::TlsCfg;
 
@@ -24,21 +24,27 @@ pub struct TlsFileError {
     pub message: String,
 }
 
-/// Checks the files `tls` names.
+/// Loads and checks the files `tls` names (PEM, a certificate and a private key that
+/// match, the certificate valid now) and keeps what was loaded in `tls.loaded`.
 pub fn check(tls: &mut TlsCfg) -> Result<(), TlsFileError> {
-    for (file, path) in [
-        (TlsFile::Certificate, &tls.certificate),
-        (TlsFile::Key, &tls.certificate_key),
-    ] {
-        let problem = match std::fs::File::open(path).and_then(|f| f.metadata()) {
-            Ok(m) if m.is_dir() => format!("{} is a directory, not a PEM file", path.display()),
-            Ok(_) => continue,
-            Err(e) => format!("cannot read {}: {e}", path.display()),
-        };
-        return Err(TlsFileError {
-            file,
-            message: problem,
-        });
+    let provider = crate::tls::TlsKeys::global().provider();
+    match crate::tls::certs::load(
+        &tls.certificate,
+        &tls.certificate_key,
+        provider,
+        std::time::SystemTime::now(),
+    ) {
+        Ok(key) => {
+            tls.loaded = Some(crate::tls::certs::LoadedCert(key));
+            Ok(())
+        }
+        Err(e) => Err(TlsFileError {
+            file: if e.path == tls.certificate && !e.problem.is_key_problem() {
+                TlsFile::Certificate
+            } else {
+                TlsFile::Key
+            },
+            message: e.to_string(),
+        }),
     }
-    Ok(())
 }

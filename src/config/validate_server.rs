@@ -321,6 +321,7 @@ impl Validator<'_> {
             certificate: certificate?,
             certificate_key: certificate_key?,
             protocols: protocols.unwrap_or_default(),
+            loaded: None,
         };
         if self.files == Files::Leave {
             return Some(tls);

@@ -20,6 +20,7 @@ use arc_swap::ArcSwap;
 use super::diff::{self, Change};
 use crate::config::{Config, ServerAddr};
 use crate::proxy::route::Routes;
+use crate::tls::TlsTable;
 use crate::upstream::snapshot::Snapshot;
 use crate::upstream::state::Registry;
 
@@ -29,14 +30,19 @@ use crate::upstream::state::Registry;
 pub struct Published {
     pub snapshot: Snapshot,
     pub routes: Routes,
+    /// The TLS listen addresses' certificates and settings (rebuilt for every generation
+    /// from the process's ticket keys, so sessions resume across reloads).
+    pub tls: TlsTable,
 }
 
 impl Published {
     pub fn build(config: Arc<Config>, registry: &Registry, generation: u64) -> Published {
         let routes = Routes::build(&config);
+        let tls = TlsTable::for_config(&config);
         Published {
             snapshot: Snapshot::build(config, registry, generation),
             routes,
+            tls,
         }
     }
 

@@ -2,11 +2,14 @@
 //! (`request`, `response`), body framing and the chunked decoder (`body`, `chunked`), where
 //! a response body ends as it arrives (`framing`), and
 //! writing the heads ringlb forwards (`rewrite`), with `proxy_set_header` templates
-//! evaluated against the request's variables (`vars`), and the normalised path locations are matched on (`uri`).
+//! evaluated against the request's variables (`vars`), the normalised path locations are
+//! matched on (`uri`), and the PROXY protocol header an L4 balancer puts before a
+//! connection's first request (`proxy_protocol`).
 
 pub mod body;
 pub mod chunked;
 pub mod framing;
+pub mod proxy_protocol;
 pub mod request;
 pub mod response;
 pub mod rewrite;

@@ -284,6 +284,7 @@ mod tests {
             head: &head,
             remote: "10.0.0.7:5555".parse().unwrap(),
             server_name: "",
+            https: false,
         };
         let rules = vec![
             rule(
@@ -336,6 +337,7 @@ mod tests {
             head: &head,
             remote: "10.0.0.7:5555".parse().unwrap(),
             server_name: "",
+            https: false,
         };
         let rules = vec![rule(
             "X-Real-IP",

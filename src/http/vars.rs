@@ -19,6 +19,8 @@ pub struct Vars<'a> {
     /// `$host` when the request names no host (HTTP/1.0 without Host): nginx uses the
     /// server name of the matched server block; "" when it has none.
     pub server_name: &'a str,
+    /// The connection is TLS: `$scheme` is `https`.
+    pub https: bool,
 }
 
 impl Vars<'_> {
@@ -69,7 +71,7 @@ impl Vars<'_> {
                     out.extend_from_slice(&t[i + 1..]);
                 }
             }
-            Var::Scheme => out.extend_from_slice(b"http"),
+            Var::Scheme => out.extend_from_slice(if self.https { b"https" } else { b"http" }),
             Var::ProxyAddXForwardedFor => {
                 if let Some(v) = self.header(b"x-forwarded-for") {
                     let v = trim(v);

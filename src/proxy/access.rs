@@ -14,8 +14,6 @@ use crate::http::vars::Vars;
 
 /// Most bytes of a rejected request's first line that are logged.
 const REJECTED_LINE_MAX: usize = 1024;
-/// `$scheme` of plain-text listeners.
-const SCHEME: &str = "http";
 
 impl Exchange {
     /// Copies the request line, `$host` and the headers `vs`'s format logs from the parsed
@@ -35,6 +33,8 @@ impl Exchange {
             head: &self.head,
             remote,
             server_name: first_exact_name(vs),
+            // Only `$host` is evaluated here.
+            https: false,
         };
         log.head.set_host(|out| vars.write_var(&Var::Host, out));
         for h in &self.head.headers {
@@ -56,13 +56,15 @@ impl Exchange {
             .set_request_line(&line[..line.len().min(REJECTED_LINE_MAX)]);
     }
 
-    /// Writes the current request's line to `vs`'s access log, if it has one.
+    /// Writes the current request's line to `vs`'s access log, if it has one. `https`:
+    /// the connection is TLS (`$scheme`).
     pub(super) fn write_log(
         &self,
         ctx: &ProxyCtx,
         cur: &Published,
         remote: SocketAddr,
         vs: &VirtualServer,
+        https: bool,
     ) {
         let Some(path) = &vs.access_log else { return };
         let log = &self.log;
@@ -73,7 +75,7 @@ impl Exchange {
         let record = Record {
             remote,
             head: &log.head,
-            scheme: SCHEME,
+            scheme: if https { "https" } else { "http" },
             status: log.status,
             bytes_sent: log.sent,
             body_bytes: log.sent.saturating_sub(log.head_bytes),

@@ -84,7 +84,7 @@ impl<S: ClientIo> Conn<S> {
                         ex.capture_rejected(&self.buf);
                     }
                     ex.respond_own(ctx, self, status, true, default_vs).await;
-                    ex.write_log(ctx, &cur, self.remote, default_vs);
+                    ex.write_log(ctx, &cur, self.remote, default_vs, S::TLS);
                     return;
                 }
             }
@@ -110,7 +110,7 @@ impl<S: ClientIo> Conn<S> {
             // In a worker-reused heap block, so that an idle connection's task holds only
             // the small head-reading state, not the much larger one of forwarding.
             let close = slot::run_in(&ctx.slots, || ex.handle(ctx, self, &cur, vs)).await;
-            ex.write_log(ctx, &cur, self.remote, vs);
+            ex.write_log(ctx, &cur, self.remote, vs, S::TLS);
             self.served += 1;
             if close {
                 return;

@@ -20,6 +20,9 @@ use crate::pool::make_room;
 
 /// A client connection's stream: plain TCP, or TLS over it.
 pub trait ClientIo: AsyncReadRent + AsyncWriteRent + AsRawFd + monoio::io::Split + 'static {
+    /// Whether the connection is TLS (`$scheme` is then `https`).
+    const TLS: bool = false;
+
     /// A read that stays in flight while responses are written (see `conn`).
     type Armed: Future<Output = BufResult<usize, SliceMut<Vec<u8>>>> + Unpin + 'static;
 

@@ -57,26 +57,9 @@ impl Routes {
         let Some(host) = host.map(strip_port) else {
             return Some(&config.servers[default]);
         };
-        let mut best: Option<(usize, usize)> = None; // (suffix length, block)
-        for &i in blocks {
-            for name in &config.servers[i].server_names {
-                match name {
-                    ServerName::Exact(n) if n.as_bytes().eq_ignore_ascii_case(host) => {
-                        return Some(&config.servers[i]);
-                    }
-                    ServerName::Wildcard(suffix)
-                        if host.len() > suffix.len()
-                            && host[host.len() - suffix.len()..]
-                                .eq_ignore_ascii_case(suffix.as_bytes())
-                            && best.is_none_or(|(l, _)| suffix.len() > l) =>
-                    {
-                        best = Some((suffix.len(), i));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Some(&config.servers[best.map_or(default, |(_, i)| i)])
+        let names = blocks.iter().map(|&i| &config.servers[i].server_names[..]);
+        let pick = ServerName::pick(names, host).map_or(default, |k| blocks[k]);
+        Some(&config.servers[pick])
     }
 }
 

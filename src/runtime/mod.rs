@@ -7,6 +7,7 @@ mod listener;
 pub mod notify;
 pub mod pidfile;
 mod process;
+mod secure;
 mod worker;
 
 use std::net::SocketAddr;

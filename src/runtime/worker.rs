@@ -16,6 +16,7 @@ use monoio::net::TcpListener;
 use super::driver::{wants_uring, IoKind};
 use super::listener;
 use super::process::Process;
+use super::secure;
 use crate::config::IoMode;
 use crate::proxy::{self, watchdog, ProxyCtx};
 
@@ -136,6 +137,7 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
             generation = g;
             ctx.refresh();
             reconcile(&mut listeners, &ctx, &open_conns);
+            secure::go_away();
         }
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
@@ -149,6 +151,7 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
         c.cancel();
     }
     ctx.begin_stop();
+    secure::go_away();
     let deadline = Instant::now() + ctx.current().config().runtime.shutdown_timeout;
     while ctx.stats.clients_open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         monoio::time::sleep(HOUSEKEEPING_TICK).await;
@@ -194,10 +197,19 @@ fn open(
                 Ok((stream, remote)) => {
                     let open_conn = OpenConn::take(&open_conns);
                     let ctx = ctx.clone();
+                    let tls = ctx.current().tls.get(addr).cloned();
                     let fut = Contained {
                         inner: async move {
                             let _open_conn = open_conn;
-                            proxy::serve(stream, remote, addr, ctx).await
+                            match tls {
+                                None => proxy::serve(stream, remote, addr, ctx).await,
+                                // Boxed: a TLS connection's state (handshake, HTTP/2) is
+                                // several KiB larger than a plain one's, and every task is
+                                // allocated at the size of its largest branch.
+                                Some(site) => {
+                                    Box::pin(secure::serve(stream, remote, addr, site, ctx)).await
+                                }
+                            }
                         },
                     };
                     monoio::spawn(fut);

@@ -100,6 +100,7 @@ impl Exchange {
                 head: &self.head,
                 remote: conn.remote,
                 server_name: first_exact_name(vs),
+                https: S::TLS,
             };
             let forwarding = rewrite::Forwarding {
                 upgrade,

@@ -95,6 +95,7 @@ impl Exchange {
                 head: &self.head,
                 remote: conn.remote,
                 server_name: first_exact_name(vs),
+                https: S::TLS,
             };
             vars.eval(t, out);
             out.extend_from_slice(b"\r\n");

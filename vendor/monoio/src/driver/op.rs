@@ -13,6 +13,9 @@ mod accept;
 mod connect;
 mod fsync;
 mod open;
+// ringlb patch: openat2 (see openat2.rs).
+#[cfg(target_os = "linux")]
+mod openat2;
 mod poll;
 mod read;
 pub(crate) mod recv; // ringlb patch: named by `net::OwnedRead`

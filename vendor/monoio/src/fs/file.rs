@@ -526,6 +526,39 @@ impl File {
 
         op.statx_result().await.map(FileAttr::from).map(Metadata)
     }
+
+    /// ringlb patch: opens `path` relative to the directory `dir` with openat2(2)
+    /// (IORING_OP_OPENAT2 on io_uring, the system call on the legacy driver). `flags` are
+    /// open(2) flags (`O_CLOEXEC` is added), `resolve` the `RESOLVE_*` flags, e.g.
+    /// `RESOLVE_BENEATH` to refuse any path that leaves `dir`. The operation owns `dir`
+    /// until the kernel is done with it (pass an `Arc` of a shared descriptor).
+    #[cfg(target_os = "linux")]
+    pub async fn open_at2<D: AsRawFd + Unpin + 'static>(
+        dir: D,
+        path: impl AsRef<Path>,
+        flags: i32,
+        resolve: u64,
+    ) -> io::Result<File> {
+        let completion = Op::openat2(dir, path.as_ref(), flags, resolve)?.await;
+        Ok(File::from_shared_fd(SharedFd::new_without_register(
+            completion.meta.result? as _,
+        )))
+    }
+
+    /// ringlb patch: splices up to `len` bytes from `offset` of this file into `pipe` (its
+    /// write end), without moving the file position; returns the bytes moved (0 at end of
+    /// file). Regular files only.
+    #[cfg(all(target_os = "linux", feature = "splice"))]
+    pub async fn splice_to_pipe_at(
+        &self,
+        pipe: &mut crate::net::Pipe,
+        offset: u64,
+        len: u32,
+    ) -> io::Result<u32> {
+        Op::splice_to_pipe_at(&self.fd, offset, &pipe.fd, len)?
+            .splice()
+            .await
+    }
 }
 
 #[cfg(unix)]
