@@ -346,3 +346,83 @@ fn the_documented_example_checks_ok() {
     );
     assert!(out.contains("unix:/run/gunicorn/app.sock"), "{out}");
 }
+
+/// The bundled classic deployment (`config/django-gunicorn.toml`) checks as shipped, and
+/// again with what its comments say to uncomment for HTTPS (the `tls_*` and `http2` lines,
+/// the HTTP-to-HTTPS block, the site on port 443), so neither part can rot.
+#[test]
+fn the_bundled_django_gunicorn_deployment_checks_ok_with_and_without_tls() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/django-gunicorn.toml");
+    let shipped = std::fs::read_to_string(&path).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringlb"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for want in [
+        "/static/ -> alias /srv/app/collected_static/",
+        "expires 30d",
+        "/media/ -> root /srv/app",
+        "/ -> django  (sets Host, X-Forwarded-For, X-Real-IP, X-Forwarded-Proto)",
+        "request_buffering on, buffering on",
+        "unix:/run/gunicorn.sock",
+        "127.0.0.1:8001",
+        "127.0.0.1:8002",
+    ] {
+        assert!(text.contains(want), "{want:?} missing:\n{text}");
+    }
+    assert!(
+        !text.contains("301"),
+        "the redirect ships commented out:\n{text}"
+    );
+
+    // HTTPS as the comments describe it, with a real certificate and key.
+    let dir = common::proxy::temp_dir();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["example.com".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.join("example.com.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("example.com.key"), key.serialize_pem()).unwrap();
+    let mut redirect = false;
+    let mut tls = String::new();
+    for line in shipped.lines() {
+        redirect |= line == "# [[server]]";
+        let line = if redirect {
+            line.strip_prefix("# ")
+                .or(line.strip_prefix('#'))
+                .unwrap_or(line)
+        } else {
+            match line.strip_prefix("# ") {
+                Some(l) if l.starts_with("tls_") || l.starts_with("http2") => l,
+                _ => line,
+            }
+        };
+        tls.push_str(line);
+        tls.push('\n');
+    }
+    assert!(redirect, "no commented-out redirect block");
+    let tls = tls
+        .replacen(
+            r#"listen = ["0.0.0.0:80"]"#,
+            r#"listen = ["0.0.0.0:443"]"#,
+            1,
+        )
+        .replace("/etc/ringlb/", &format!("{}/", dir.display()));
+    let (code, text, err, _) = check_text("django-gunicorn-tls.toml", &tls);
+    assert_eq!(code, Some(0), "{err}\n{tls}");
+    for want in [
+        "listen 0.0.0.0:443",
+        "listen 0.0.0.0:80",
+        "301",
+        "https://$host$request_uri",
+    ] {
+        assert!(text.contains(want), "{want:?} missing:\n{text}");
+    }
+}
