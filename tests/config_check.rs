@@ -326,15 +326,7 @@ fn the_documented_example_checks_ok() {
         .and_then(|s| s.split("```toml\n").nth(1))
         .and_then(|s| s.split("```").next())
         .expect("a toml block after \"A complete example\"");
-    let dir = common::proxy::temp_dir();
-    // A real certificate and key: validation loads and checks them.
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["example.com".to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    std::fs::write(dir.join("example.com.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("example.com.key"), key.serialize_pem()).unwrap();
+    let dir = example_com_certificate();
     let text = example
         .replace("/etc/ringlb/", &format!("{}/", dir.display()))
         .replace("/var/log/ringlb/", &format!("{}/", dir.display()));
@@ -345,6 +337,20 @@ fn the_documented_example_checks_ok() {
         "{out}"
     );
     assert!(out.contains("unix:/run/gunicorn/app.sock"), "{out}");
+}
+
+/// A scratch directory holding `example.com.pem` and `example.com.key`, a real self-signed
+/// certificate and its key: validation loads and checks them.
+fn example_com_certificate() -> PathBuf {
+    let dir = common::proxy::temp_dir();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["example.com".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.join("example.com.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("example.com.key"), key.serialize_pem()).unwrap();
+    dir
 }
 
 /// The bundled classic deployment (`config/django-gunicorn.toml`) checks as shipped, and
@@ -381,15 +387,8 @@ fn the_bundled_django_gunicorn_deployment_checks_ok_with_and_without_tls() {
         "the redirect ships commented out:\n{text}"
     );
 
-    // HTTPS as the comments describe it, with a real certificate and key.
-    let dir = common::proxy::temp_dir();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["example.com".to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    std::fs::write(dir.join("example.com.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("example.com.key"), key.serialize_pem()).unwrap();
+    // HTTPS as the comments describe it.
+    let dir = example_com_certificate();
     let mut redirect = false;
     let mut tls = String::new();
     for line in shipped.lines() {
