@@ -1,5 +1,5 @@
 //! The admin endpoint and the access log through the real binary: `/metrics` parses as
-//! Prometheus text and counts what was sent, `/status` has SPEC.md's shape, the access log
+//! Prometheus text and counts what was sent, `/status` has the documented shape (README, "Admin endpoint"), the access log
 //! has one well-formed line per request and SIGUSR1 reopens it.
 
 #[allow(unused_imports)]

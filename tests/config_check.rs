@@ -326,15 +326,7 @@ fn the_documented_example_checks_ok() {
         .and_then(|s| s.split("```toml\n").nth(1))
         .and_then(|s| s.split("```").next())
         .expect("a toml block after \"A complete example\"");
-    let dir = common::proxy::temp_dir();
-    // A real certificate and key: validation loads and checks them.
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["example.com".to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    std::fs::write(dir.join("example.com.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("example.com.key"), key.serialize_pem()).unwrap();
+    let dir = example_com_certificate();
     let text = example
         .replace("/etc/ringlb/", &format!("{}/", dir.display()))
         .replace("/var/log/ringlb/", &format!("{}/", dir.display()))
@@ -351,4 +343,93 @@ fn the_documented_example_checks_ok() {
         "{out}"
     );
     assert!(out.contains("unix:/run/gunicorn/app.sock"), "{out}");
+}
+
+/// A scratch directory holding `example.com.pem` and `example.com.key`, a real self-signed
+/// certificate and its key: validation loads and checks them.
+fn example_com_certificate() -> PathBuf {
+    let dir = common::proxy::temp_dir();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["example.com".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.join("example.com.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("example.com.key"), key.serialize_pem()).unwrap();
+    dir
+}
+
+/// The bundled classic deployment (`config/django-gunicorn.toml`) checks as shipped, and
+/// again with what its comments say to uncomment for HTTPS (the `tls_*` and `http2` lines,
+/// the HTTP-to-HTTPS block, the site on port 443), so neither part can rot.
+#[test]
+fn the_bundled_django_gunicorn_deployment_checks_ok_with_and_without_tls() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/django-gunicorn.toml");
+    let shipped = std::fs::read_to_string(&path).unwrap();
+    // Its static and media directories, here: `ringlb check` refuses a root or alias that
+    // does not exist.
+    let srv = common::proxy::temp_dir();
+    std::fs::create_dir_all(srv.join("srv/app/collected_static")).unwrap();
+    let shipped = shipped.replace("/srv/app", &format!("{}/srv/app", srv.display()));
+    let (code, text, err, _) = check_text("django-gunicorn.toml", &shipped);
+    assert_eq!(code, Some(0), "{err}");
+    let static_line = format!(
+        "/static/ -> alias {}/srv/app/collected_static/",
+        srv.display()
+    );
+    let media_line = format!("/media/ -> root {}/srv/app", srv.display());
+    for want in [
+        static_line.as_str(),
+        "expires 30d",
+        media_line.as_str(),
+        "/ -> django  (sets Host, X-Forwarded-For, X-Real-IP, X-Forwarded-Proto)",
+        "request_buffering on, buffering on",
+        "unix:/run/gunicorn.sock",
+        "127.0.0.1:8001",
+        "127.0.0.1:8002",
+    ] {
+        assert!(text.contains(want), "{want:?} missing:\n{text}");
+    }
+    assert!(
+        !text.contains("301"),
+        "the redirect ships commented out:\n{text}"
+    );
+
+    // HTTPS as the comments describe it.
+    let dir = example_com_certificate();
+    let mut redirect = false;
+    let mut tls = String::new();
+    for line in shipped.lines() {
+        redirect |= line == "# [[server]]";
+        let line = if redirect {
+            line.strip_prefix("# ")
+                .or(line.strip_prefix('#'))
+                .unwrap_or(line)
+        } else {
+            match line.strip_prefix("# ") {
+                Some(l) if l.starts_with("tls_") || l.starts_with("http2") => l,
+                _ => line,
+            }
+        };
+        tls.push_str(line);
+        tls.push('\n');
+    }
+    assert!(redirect, "no commented-out redirect block");
+    let tls = tls
+        .replacen(
+            r#"listen = ["0.0.0.0:80"]"#,
+            r#"listen = ["0.0.0.0:443"]"#,
+            1,
+        )
+        .replace("/etc/ringlb/", &format!("{}/", dir.display()));
+    let (code, text, err, _) = check_text("django-gunicorn-tls.toml", &tls);
+    assert_eq!(code, Some(0), "{err}\n{tls}");
+    for want in [
+        "listen 0.0.0.0:443",
+        "listen 0.0.0.0:80",
+        "301",
+        "https://$host$request_uri",
+    ] {
+        assert!(text.contains(want), "{want:?} missing:\n{text}");
+    }
 }

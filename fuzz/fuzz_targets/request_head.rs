@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use libfuzzer_sys::fuzz_target;
 use ringlb::http::request::{parse, RequestHead};
 use ringlb::http::rewrite;
-use ringlb::http::template::Vars;
+use ringlb::http::vars::Vars;
 
 fn span(buf: &[u8], s: (u32, u32)) -> &[u8] {
     &buf[s.0 as usize..s.1 as usize]

@@ -1,4 +1,4 @@
-//! The command line (see SPEC.md, "ringload command line").
+//! The command line, as README.md documents it under "ringload".
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

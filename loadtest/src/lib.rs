@@ -1,7 +1,7 @@
 //! ringload: ringlb's bundled HTTP/1.1 (plain and TLS) load generator and fast test backend.
 //!
 //! # Layout
-//! - [`cli`]: the command line (SPEC.md, "ringload command line").
+//! - [`cli`]: the command line (README.md, "ringload").
 //! - [`target`]: the URL under test, resolved once.
 //! - [`http`]: message framing shared by both sides (chunked, response reader, request bytes).
 //! - [`load`]: the generator: pinned threads, connections, pacing, statistics, report.

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Captured, Record};
+use super::record::{Captured, HeaderSlot, Record, MAX_HEADERS};
 use crate::config::syntax::{pieces, Piece};
 
 /// The default format: nginx's `combined` followed by four of its upstream variables.
@@ -44,9 +44,6 @@ pub const VARIABLES: &[&str] = &[
     "$upstream_response_time",
     "$pid",
 ];
-/// Request headers one format may log by `$http_<name>` besides Referer and User-Agent: a
-/// fixed array per connection holds where they are, so a bound keeps it small.
-pub const MAX_HEADERS: usize = 16;
 
 /// A parsed `log_format`. Two formats are equal when written the same way.
 #[derive(Debug, Clone)]
@@ -126,15 +123,6 @@ enum LogVar {
     Pid,
 }
 
-/// Where a request header's value is kept for the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
-    Referer,
-    UserAgent,
-    /// One of the format's other `$http_<name>` headers.
-    Other(usize),
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
     #[error("unknown variable `${0}` in the access log format")]
@@ -181,16 +169,16 @@ impl LogFormat {
     }
 
     /// Where to keep the value of request header `name` (any case), if the format logs it.
-    pub fn slot(&self, name: &[u8]) -> Option<Slot> {
+    pub fn slot(&self, name: &[u8]) -> Option<HeaderSlot> {
         if name.eq_ignore_ascii_case(b"referer") {
-            Some(Slot::Referer)
+            Some(HeaderSlot::Referer)
         } else if name.eq_ignore_ascii_case(b"user-agent") {
-            Some(Slot::UserAgent)
+            Some(HeaderSlot::UserAgent)
         } else {
             self.headers
                 .iter()
                 .position(|h| name.eq_ignore_ascii_case(h.as_bytes()))
-                .map(Slot::Other)
+                .map(HeaderSlot::Other)
         }
     }
 
@@ -598,10 +586,10 @@ mod tests {
         c.set_request_line(line);
         c.set_host(|out| out.extend_from_slice(b"example.com"));
         if let Some(r) = referer {
-            c.set_header(Slot::Referer, r);
+            c.set_header(HeaderSlot::Referer, r);
         }
         if let Some(u) = ua {
-            c.set_header(Slot::UserAgent, u);
+            c.set_header(HeaderSlot::UserAgent, u);
         }
         c
     }
@@ -678,9 +666,9 @@ mod tests {
              up=$upstream_addr/$upstream_status/$upstream_response_time rt=$request_time",
         )
         .unwrap();
-        assert_eq!(format.slot(b"X-Forwarded-For"), Some(Slot::Other(0)));
+        assert_eq!(format.slot(b"X-Forwarded-For"), Some(HeaderSlot::Other(0)));
         assert_eq!(format.slot(b"x-request-id"), None);
-        h.set_header(Slot::Other(0), b"1.2.3.4, 5.6.7.8");
+        h.set_header(HeaderSlot::Other(0), b"1.2.3.4, 5.6.7.8");
         let mut out = Vec::new();
         format.write(&mut out, &STAMP, &rec(&h));
         assert_eq!(

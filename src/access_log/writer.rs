@@ -11,7 +11,14 @@ use std::time::Duration;
 use crossbeam::channel::{self, Receiver, Sender, TrySendError};
 use crossbeam::queue::ArrayQueue;
 
-use super::{FLUSH_AT, QUEUE, SPARES};
+/// A worker hands a buffer to the writer once it holds this much: large enough that the
+/// writer makes few system calls, small enough that a busy worker's buffer stays in cache.
+pub(super) const FLUSH_AT: usize = 32 * 1024;
+/// Buffers in flight to the writer before lines are dropped rather than the worker
+/// blocking (1024 x 32 KiB = 32 MiB of log waiting on a stalled disk).
+const QUEUE: usize = 1024;
+/// Empty buffers kept for reuse.
+const SPARES: usize = 64;
 
 enum Msg {
     Write {
@@ -40,7 +47,7 @@ fn sink() -> &'static Sink {
         let thread = std::thread::Builder::new()
             .name("ringlb-accesslog".into())
             .spawn(move || writer(rx))
-            .map_err(|e| tracing::error!("cannot start the access log writer: {e}"))
+            .map_err(|e| tracing::error!(error = %e, "cannot start the access log writer"))
             .ok();
         Sink {
             tx,
@@ -113,7 +120,7 @@ fn writer(rx: Receiver<Msg>) {
                 };
                 if let Some(f) = &mut files[slot].1 {
                     if let Err(e) = f.write_all(&buf) {
-                        tracing::error!("access log {}: {e}", path.display());
+                        tracing::error!(path = %path.display(), error = %e, "cannot write the access log");
                     }
                 }
                 buf.clear();
@@ -129,8 +136,8 @@ fn writer(rx: Receiver<Msg>) {
         let dropped = DROPPED.load(Ordering::Relaxed);
         if dropped != dropped_seen {
             tracing::warn!(
-                "access log writer fell behind: {} lines dropped",
-                dropped - dropped_seen
+                dropped = dropped - dropped_seen,
+                "access log writer fell behind: lines dropped"
             );
             dropped_seen = dropped;
         }
@@ -147,7 +154,7 @@ fn open(path: &Path) -> Option<std::fs::File> {
     {
         Ok(f) => Some(f),
         Err(e) => {
-            tracing::error!("cannot open access log {}: {e}", path.display());
+            tracing::error!(path = %path.display(), error = %e, "cannot open the access log");
             None
         }
     }

@@ -1,4 +1,4 @@
-//! `/status`: the JSON document of SPEC.md ("Admin endpoint"), plus a few extra keys the
+//! `/status`: the JSON document README.md shows under "Admin endpoint", plus a few extra keys the
 //! HTML page uses (per-server name, health, passive failure count and response classes;
 //! per-upstream panic mode; client connections and reload counts).
 

@@ -1,11 +1,11 @@
 //! What an unknown key or an unreadable file most likely meant, for users who arrive from
 //! nginx or put a key in the wrong table: nginx directive names mapped to ringlb's keys,
 //! keys that belong to another section, and a whole file that is an nginx configuration.
-//! `walk.rs` asks [`unknown_key`] for the message about every unknown key; `load.rs` asks
+//! `load.rs` hands [`unknown_key`] to the walk (the message for every unknown key) and asks
 //! [`looks_like_nginx`] when a file is not TOML.
 
 use super::schema::*;
-use super::walk::choices;
+use super::suggest::choices;
 
 /// nginx directives (and `server` parameters) whose ringlb key has another name, or that
 /// are spelt the same but live elsewhere in ringlb: (nginx name, ringlb key, where).

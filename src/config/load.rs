@@ -81,6 +81,9 @@ pub(crate) fn read_raw(text: &str, problems: &mut Problems) -> Option<RawConfig>
             return None;
         }
     };
-    let mut w = Walker { problems };
+    let mut w = Walker {
+        problems,
+        unknown_key: super::hints::unknown_key,
+    };
     Some(RawConfig::walk(&mut w, doc.as_table(), &(0..0), ""))
 }

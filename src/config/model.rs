@@ -102,7 +102,7 @@ pub struct TlsCfg {
     pub certificate_key: PathBuf,
     pub protocols: TlsProtocols,
     /// The chain and key as [`super::tls_files::check`] loaded and checked them.
-    pub loaded: Option<crate::tls::LoadedCert>,
+    pub loaded: Option<crate::tls::certs::LoadedCert>,
 }
 
 /// The TLS versions offered; at least one is on.
@@ -264,7 +264,8 @@ pub enum TemplatePart {
     Var(Var),
 }
 
-/// The variables a template may use (see `template.rs`).
+/// The variables a template may use (parsed in `template_parse.rs`, evaluated per request
+/// by `http::vars`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Var {
     Host,

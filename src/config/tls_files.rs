@@ -35,7 +35,7 @@ pub fn check(tls: &mut TlsCfg) -> Result<(), TlsFileError> {
         std::time::SystemTime::now(),
     ) {
         Ok(key) => {
-            tls.loaded = Some(crate::tls::LoadedCert(key));
+            tls.loaded = Some(crate::tls::certs::LoadedCert(key));
             Ok(())
         }
         Err(e) => Err(TlsFileError {

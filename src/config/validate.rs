@@ -15,8 +15,9 @@ use super::defaults as d;
 use super::error::Problems;
 use super::model::*;
 use super::schema::*;
+use super::suggest::choices;
 use super::units::{parse_duration, parse_size};
-use super::walk::{choices, join};
+use super::walk::join;
 
 /// `runtime.workers` above this is surely a typo.
 const MAX_WORKERS: i64 = 4096;

@@ -7,9 +7,10 @@ use std::ops::Range;
 use super::defaults as d;
 use super::model::*;
 use super::schema::*;
-use super::template::parse_template;
+use super::suggest::choices;
+use super::template_parse::parse_template;
 use super::validate::{Files, Validator};
-use super::walk::{choices, join};
+use super::walk::join;
 
 /// The keys that choose a location's handler; a location has exactly one.
 const HANDLER_KEYS: [&str; 4] = ["proxy_pass", "root", "alias", "return"];

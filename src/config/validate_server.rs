@@ -9,10 +9,11 @@ use std::path::PathBuf;
 use super::defaults as d;
 use super::model::*;
 use super::schema::*;
+use super::suggest::choices;
 use super::tls_files::{self, TlsFile};
 use super::validate::{Files, Validator};
 use super::validate_location::{is_token_byte, list_items};
-use super::walk::{choices, join};
+use super::walk::join;
 use crate::access_log::{LogFormat, VARIABLES};
 
 /// A request head must at least hold a request line and a Host header.

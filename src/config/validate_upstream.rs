@@ -7,9 +7,10 @@ use std::ops::Range;
 use super::defaults as d;
 use super::model::*;
 use super::schema::*;
-use super::template::parse_template;
+use super::suggest::choices;
+use super::template_parse::parse_template;
 use super::validate::Validator;
-use super::walk::{choices, join};
+use super::walk::join;
 
 /// Every `balance` method.
 pub const BALANCES: &[&str] = &[

@@ -8,7 +8,7 @@ use std::ops::Range;
 use toml_edit::{Item, TableLike, Value};
 
 use super::error::Problems;
-use super::schema::{OneOrMany, OrderedMap, Spanned, StrOrInt};
+use super::spanned::{OneOrMany, OrderedMap, Spanned, StrOrInt};
 
 /// One section of the file, written once: the raw struct (every field optional, spanned),
 /// `KEYS` (for "unknown key ... valid: ..."), and `walk`, which reads a table into the
@@ -78,37 +78,37 @@ macro_rules! key_name {
 
 /// The raw type each reader yields.
 macro_rules! raw_type {
-    (string) => { Option<$crate::config::schema::Spanned<String>> };
+    (string) => { Option<$crate::config::spanned::Spanned<String>> };
     (duration) => {
-        Option<$crate::config::schema::Spanned<$crate::config::schema::StrOrInt>>
+        Option<$crate::config::spanned::Spanned<$crate::config::spanned::StrOrInt>>
     };
-    (boolean) => { Option<$crate::config::schema::Spanned<bool>> };
-    (integer) => { Option<$crate::config::schema::Spanned<i64>> };
-    (float) => { Option<$crate::config::schema::Spanned<f64>> };
+    (boolean) => { Option<$crate::config::spanned::Spanned<bool>> };
+    (integer) => { Option<$crate::config::spanned::Spanned<i64>> };
+    (float) => { Option<$crate::config::spanned::Spanned<f64>> };
     (str_or_int $expected:literal) => {
-        Option<$crate::config::schema::Spanned<$crate::config::schema::StrOrInt>>
+        Option<$crate::config::spanned::Spanned<$crate::config::spanned::StrOrInt>>
     };
     (strings) => {
-        Option<$crate::config::schema::Spanned<Vec<$crate::config::schema::Spanned<String>>>>
+        Option<$crate::config::spanned::Spanned<Vec<$crate::config::spanned::Spanned<String>>>>
     };
     (one_or_many) => {
-        Option<$crate::config::schema::Spanned<$crate::config::schema::OneOrMany>>
+        Option<$crate::config::spanned::Spanned<$crate::config::spanned::OneOrMany>>
     };
     (string_map) => {
-        Option<$crate::config::schema::Spanned<$crate::config::schema::OrderedMap<
-            $crate::config::schema::Spanned<String>,
-            $crate::config::schema::Spanned<String>,
+        Option<$crate::config::spanned::Spanned<$crate::config::spanned::OrderedMap<
+            $crate::config::spanned::Spanned<String>,
+            $crate::config::spanned::Spanned<String>,
         >>>
     };
-    (table $t:ty) => { Option<$crate::config::schema::Spanned<$t>> };
+    (table $t:ty) => { Option<$crate::config::spanned::Spanned<$t>> };
     (tables $t:ty) => {
-        Option<$crate::config::schema::Spanned<Vec<$crate::config::schema::Spanned<$t>>>>
+        Option<$crate::config::spanned::Spanned<Vec<$crate::config::spanned::Spanned<$t>>>>
     };
-    (list $t:ty) => { Vec<$crate::config::schema::Spanned<$t>> };
+    (list $t:ty) => { Vec<$crate::config::spanned::Spanned<$t>> };
     (named $t:ty) => {
-        $crate::config::schema::OrderedMap<
-            $crate::config::schema::Spanned<String>,
-            $crate::config::schema::Spanned<$t>,
+        $crate::config::spanned::OrderedMap<
+            $crate::config::spanned::Spanned<String>,
+            $crate::config::spanned::Spanned<$t>,
         >
     };
 }
@@ -123,7 +123,7 @@ macro_rules! read_value {
     };
     ($w:ident, $e:ident, $p:ident, list $t:ty) => {
         $w.tables(&$e, &$p, <$t>::walk)
-            .map($crate::config::schema::Spanned::into_inner)
+            .map($crate::config::spanned::Spanned::into_inner)
             .unwrap_or_default()
     };
     ($w:ident, $e:ident, $p:ident, named $t:ty) => {
@@ -138,25 +138,28 @@ pub(crate) use {key_name, raw_type, read_value, section};
 
 pub(crate) struct Walker<'p> {
     pub problems: &'p mut Problems,
+    /// The message for an unknown key among the valid ones of its table. The walk knows no
+    /// key names; the caller supplies what it knows of them (`hints::unknown_key`).
+    pub unknown_key: fn(key: &str, valid: &[&str]) -> String,
 }
 
 /// One `key = value` of a table: the key's name, its value and the key's span.
-pub(crate) struct Entry<'a> {
+pub(crate) struct KeyEntry<'a> {
     pub name: &'a str,
     pub item: &'a Item,
     pub key_span: Range<usize>,
 }
 
-impl Entry<'_> {
+impl KeyEntry<'_> {
     /// Where a complaint about the value goes: the value itself, or its key.
     pub fn at(&self) -> Range<usize> {
         self.item.span().unwrap_or_else(|| self.key_span.clone())
     }
 }
 
-pub(crate) fn entries<'a>(t: &'a dyn TableLike, table_span: &Range<usize>) -> Vec<Entry<'a>> {
+pub(crate) fn entries<'a>(t: &'a dyn TableLike, table_span: &Range<usize>) -> Vec<KeyEntry<'a>> {
     t.iter()
-        .map(|(name, item)| Entry {
+        .map(|(name, item)| KeyEntry {
             name,
             item,
             key_span: t
@@ -202,47 +205,12 @@ fn describe(item: &Item) -> &'static str {
     }
 }
 
-/// Levenshtein distance, for "did you mean".
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-/// The closest of `valid` to `word`, when it is close enough to be a likely typo.
-pub(crate) fn did_you_mean<'a>(word: &str, valid: &[&'a str]) -> Option<&'a str> {
-    let word_lower = word.to_ascii_lowercase();
-    valid
-        .iter()
-        .map(|v| (distance(&word_lower, &v.to_ascii_lowercase()), *v))
-        .filter(|(d, v)| *d <= 2.max(v.len() / 3) && *d < v.len())
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, v)| v)
-}
-
-/// `one of: a, b, c` with a "did you mean" in front when one is close.
-pub(crate) fn choices(word: &str, valid: &[&str]) -> String {
-    let list = valid.join(", ");
-    match did_you_mean(word, valid) {
-        Some(close) => format!("did you mean `{close}`? (valid: {list})"),
-        None => format!("valid: {list}"),
-    }
-}
-
 impl Walker<'_> {
-    pub fn unknown(&mut self, e: &Entry<'_>, path: &str, valid: &[&str]) {
+    pub fn unknown(&mut self, e: &KeyEntry<'_>, path: &str, valid: &[&str]) {
         self.problems.push(
             e.key_span.clone(),
             join(path, e.name),
-            super::hints::unknown_key(e.name, valid),
+            (self.unknown_key)(e.name, valid),
         );
     }
 
@@ -257,7 +225,7 @@ impl Walker<'_> {
     /// A scalar value converted by `f`; a complaint naming `expected` when `f` says no.
     pub fn scalar<T>(
         &mut self,
-        e: &Entry<'_>,
+        e: &KeyEntry<'_>,
         path: &str,
         expected: &str,
         f: impl Fn(&Value) -> Option<T>,
@@ -282,13 +250,13 @@ impl Walker<'_> {
         }
     }
 
-    pub fn string(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<String>> {
+    pub fn string(&mut self, e: &KeyEntry<'_>, path: &str) -> Option<Spanned<String>> {
         self.scalar(e, path, "a string", |v| v.as_str().map(str::to_owned))
     }
 
     /// A duration: a string with units (`"2s"`, `"1m30s"`) or a number of seconds, as an
     /// integer or a string (nginx's rule: `2` and `"2"` are both two seconds).
-    pub fn duration(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<StrOrInt>> {
+    pub fn duration(&mut self, e: &KeyEntry<'_>, path: &str) -> Option<Spanned<StrOrInt>> {
         self.str_or_int(
             e,
             path,
@@ -296,15 +264,15 @@ impl Walker<'_> {
         )
     }
 
-    pub fn boolean(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<bool>> {
+    pub fn boolean(&mut self, e: &KeyEntry<'_>, path: &str) -> Option<Spanned<bool>> {
         self.scalar(e, path, "true or false", Value::as_bool)
     }
 
-    pub fn integer(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<i64>> {
+    pub fn integer(&mut self, e: &KeyEntry<'_>, path: &str) -> Option<Spanned<i64>> {
         self.scalar(e, path, "an integer", Value::as_integer)
     }
 
-    pub fn float(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<f64>> {
+    pub fn float(&mut self, e: &KeyEntry<'_>, path: &str) -> Option<Spanned<f64>> {
         self.scalar(e, path, "a number", |v| {
             v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
         })
@@ -312,7 +280,7 @@ impl Walker<'_> {
 
     pub fn str_or_int(
         &mut self,
-        e: &Entry<'_>,
+        e: &KeyEntry<'_>,
         path: &str,
         expected: &str,
     ) -> Option<Spanned<StrOrInt>> {
@@ -323,7 +291,11 @@ impl Walker<'_> {
         })
     }
 
-    pub fn strings(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<Vec<Spanned<String>>>> {
+    pub fn strings(
+        &mut self,
+        e: &KeyEntry<'_>,
+        path: &str,
+    ) -> Option<Spanned<Vec<Spanned<String>>>> {
         let Some(Value::Array(arr)) = e.item.as_value() else {
             self.wrong_type(e.at(), path, "an array of strings", e.item);
             return None;
@@ -346,7 +318,7 @@ impl Walker<'_> {
         Some(Spanned::new(e.at(), out))
     }
 
-    pub fn one_or_many(&mut self, e: &Entry<'_>, path: &str) -> Option<Spanned<OneOrMany>> {
+    pub fn one_or_many(&mut self, e: &KeyEntry<'_>, path: &str) -> Option<Spanned<OneOrMany>> {
         if let Some(s) = e.item.as_str() {
             return Some(Spanned::new(e.at(), OneOrMany::One(s.to_owned())));
         }
@@ -362,7 +334,7 @@ impl Walker<'_> {
     /// A table (`[x]` or `{ ... }`) read by `read`.
     pub fn table<T>(
         &mut self,
-        e: &Entry<'_>,
+        e: &KeyEntry<'_>,
         path: &str,
         read: impl FnOnce(&mut Self, &dyn TableLike, &Range<usize>, &str) -> T,
     ) -> Option<Spanned<T>> {
@@ -381,7 +353,7 @@ impl Walker<'_> {
     /// A table of strings kept in file order (`proxy_set_header`).
     pub fn string_map(
         &mut self,
-        e: &Entry<'_>,
+        e: &KeyEntry<'_>,
         path: &str,
     ) -> Option<Spanned<OrderedMap<Spanned<String>, Spanned<String>>>> {
         self.table(e, path, |w, t, span, path| {
@@ -400,7 +372,7 @@ impl Walker<'_> {
     /// type: empty (the type error is recorded).
     pub fn named<T>(
         &mut self,
-        e: &Entry<'_>,
+        e: &KeyEntry<'_>,
         path: &str,
         mut read: impl FnMut(&mut Self, &dyn TableLike, &Range<usize>, &str) -> T,
     ) -> OrderedMap<Spanned<String>, Spanned<T>> {
@@ -421,7 +393,7 @@ impl Walker<'_> {
     /// An array of tables, written `[[x]]` or `x = [{ ... }, { ... }]`.
     pub fn tables<T>(
         &mut self,
-        e: &Entry<'_>,
+        e: &KeyEntry<'_>,
         path: &str,
         mut read: impl FnMut(&mut Self, &dyn TableLike, &Range<usize>, &str) -> T,
     ) -> Option<Spanned<Vec<Spanned<T>>>> {

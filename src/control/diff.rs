@@ -85,28 +85,29 @@ pub enum Change {
 impl Change {
     /// Logs this change as one event with fields.
     pub fn log(&self) {
-        const MSG: &str = "configuration change";
         match self {
             Change::UpstreamAdded { upstream } => {
-                tracing::info!(%upstream, change = "added", "{MSG}")
+                tracing::info!(%upstream, change = "added", "configuration change")
             }
             Change::UpstreamRemoved { upstream } => {
-                tracing::info!(%upstream, change = "removed", "{MSG}")
+                tracing::info!(%upstream, change = "removed", "configuration change")
             }
             Change::Balance { upstream, from, to } => {
-                tracing::info!(%upstream, change = "balance", ?from, ?to, "{MSG}")
+                tracing::info!(%upstream, change = "balance", ?from, ?to, "configuration change")
             }
             Change::UpstreamParam {
                 upstream,
                 param,
                 from,
                 to,
-            } => tracing::info!(%upstream, change = "param", param, ?from, ?to, "{MSG}"),
+            } => {
+                tracing::info!(%upstream, change = "param", param, ?from, ?to, "configuration change")
+            }
             Change::ServerAdded { upstream, server } => {
-                tracing::info!(%upstream, %server, change = "added", "{MSG}")
+                tracing::info!(%upstream, %server, change = "added", "configuration change")
             }
             Change::ServerRemoved { upstream, server } => {
-                tracing::info!(%upstream, %server, change = "removed", "{MSG}")
+                tracing::info!(%upstream, %server, change = "removed", "configuration change")
             }
             Change::ServerParam {
                 upstream,
@@ -114,18 +115,20 @@ impl Change {
                 param,
                 from,
                 to,
-            } => tracing::info!(%upstream, %server, change = "param", param, ?from, ?to, "{MSG}"),
+            } => {
+                tracing::info!(%upstream, %server, change = "param", param, ?from, ?to, "configuration change")
+            }
             Change::ListenerAdded { listen } => {
-                tracing::info!(%listen, change = "added", "{MSG}")
+                tracing::info!(%listen, change = "added", "configuration change")
             }
             Change::ListenerRemoved { listen } => {
-                tracing::info!(%listen, change = "removed", "{MSG}")
+                tracing::info!(%listen, change = "removed", "configuration change")
             }
             Change::LocationAdded { block, path } => {
-                tracing::info!(?block, location = %path, change = "added", "{MSG}")
+                tracing::info!(?block, location = %path, change = "added", "configuration change")
             }
             Change::LocationRemoved { block, path } => {
-                tracing::info!(?block, location = %path, change = "removed", "{MSG}")
+                tracing::info!(?block, location = %path, change = "removed", "configuration change")
             }
             Change::LocationParam {
                 block,
@@ -134,7 +137,7 @@ impl Change {
                 from,
                 to,
             } => tracing::info!(
-                ?block, location = %path, change = "param", param, ?from, ?to, "{MSG}"
+                ?block, location = %path, change = "param", param, ?from, ?to, "configuration change"
             ),
             Change::RestartOnly {
                 setting,

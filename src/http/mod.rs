@@ -2,8 +2,9 @@
 //! (`request`, `response`), body framing and the chunked decoder (`body`, `chunked`), where
 //! a response body ends as it arrives (`framing`), and
 //! writing the heads ringlb forwards (`rewrite`), with `proxy_set_header` templates
-//! (`template`), the normalised path locations are matched on (`uri`), and the PROXY
-//! protocol header an L4 balancer puts before a connection's first request (`proxy_protocol`).
+//! evaluated against the request's variables (`vars`), the normalised path locations are
+//! matched on (`uri`), and the PROXY protocol header an L4 balancer puts before a
+//! connection's first request (`proxy_protocol`).
 
 pub mod body;
 pub mod chunked;
@@ -12,8 +13,8 @@ pub mod proxy_protocol;
 pub mod request;
 pub mod response;
 pub mod rewrite;
-pub mod template;
 pub mod uri;
+pub mod vars;
 
 use std::ops::Range;
 

@@ -5,7 +5,7 @@
 use super::body::ClientFraming;
 use super::request::RequestBody;
 use super::response::ResponseHead;
-use super::template::{push_target, Vars};
+use super::vars::{push_target, Vars};
 use super::{has_token, is_hop_by_hop, push_decimal};
 use crate::config::HeaderRule;
 

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::note::Note;
 use super::parse::Directive;
 use super::plan::{Plan, UpServer, UpSettings, Upstream};
 use super::values::{server_addr, size, template, time};
-use super::Note;
 
 /// nginx's `client_max_body_size` default: ringlb's is unlimited, so the import writes it.
 pub const NGINX_MAX_BODY: u64 = 1 << 20;
@@ -94,7 +94,7 @@ pub struct Converter<'n> {
 
 impl Converter<'_> {
     pub fn note(&mut self, d: &Directive, why: impl Into<String>) {
-        self.notes.push(Note::new(d, why));
+        self.notes.push(d.note(why));
     }
 
     /// A directive ringlb has nothing for: a note saying why.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::lexer::{tokens, Kind, Token};
-use super::Note;
+use super::note::Note;
 
 /// Includes nested deeper than this are a loop.
 const MAX_INCLUDE_DEPTH: usize = 32;
@@ -40,6 +40,15 @@ impl Directive {
             }
         }
         s
+    }
+
+    /// A note that this directive was not carried over, and why.
+    pub fn note(&self, why: impl Into<String>) -> Note {
+        Note {
+            at: self.at(),
+            directive: self.text(),
+            why: why.into(),
+        }
     }
 }
 
@@ -153,10 +162,8 @@ impl Reader<'_> {
             ));
         }
         if !self.follow_includes {
-            self.notes.push(Note::new(
-                d,
-                "not followed: the text was given without its directory",
-            ));
+            self.notes
+                .push(d.note("not followed: the text was given without its directory"));
             return Ok(Vec::new());
         }
         let pattern = &d.args[0];
@@ -198,13 +205,10 @@ impl Reader<'_> {
         }
         if !wildcard {
             let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
-            self.notes.push(Note::new(
-                d,
-                format!(
-                    "file not found (looked for {}); its directives are not carried",
-                    looked.join(" and ")
-                ),
-            ));
+            self.notes.push(d.note(format!(
+                "file not found (looked for {}); its directives are not carried",
+                looked.join(" and ")
+            )));
         }
         Ok(Vec::new())
     }

@@ -10,7 +10,7 @@ use super::route::first_exact_name;
 use crate::access_log::Record;
 use crate::config::{Var, VirtualServer};
 use crate::control::generation::Published;
-use crate::http::template::Vars;
+use crate::http::vars::Vars;
 
 /// Most bytes of a rejected request's first line that are logged.
 const REJECTED_LINE_MAX: usize = 1024;

@@ -122,16 +122,12 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let process = Arc::new(Process::new(config, workers)?);
     let allowed = core_affinity::get_core_ids().unwrap_or_default();
     if workers > allowed.len() && !allowed.is_empty() {
+        // With pin_workers, worker i is pinned to core i mod cpus.
         tracing::warn!(
             workers,
             cpus = allowed.len(),
-            "runtime.workers is more than the CPUs this process may run on: workers share \
-             cores{}",
-            if pin {
-                " (pin_workers places worker i on core i mod cpus)"
-            } else {
-                ""
-            }
+            pin_workers = pin,
+            "runtime.workers is more than the CPUs this process may run on: workers share cores"
         );
     }
     let cores = if pin { allowed } else { Vec::new() };

@@ -24,7 +24,7 @@ use crate::proxy::{self, watchdog, Peer, ProxyCtx};
 /// timeouts (which therefore fire up to one tick late). Requests see a new configuration at
 /// once (they check the generation themselves); only listener changes and the stop wait for
 /// the tick.
-const TICK: Duration = Duration::from_millis(20);
+const HOUSEKEEPING_TICK: Duration = Duration::from_millis(20);
 /// How often expired idle upstream connections are closed.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// io_uring submission queue size; completions beyond it queue in the kernel's overflow
@@ -32,7 +32,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const RING_ENTRIES: u32 = 4096;
 /// Pause of an accept loop after EMFILE/ENFILE: back off instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-/// How often an accept loop at `runtime.max_connections` looks whether a slot came free.
+/// How often an accept loop at `runtime.max_connections` looks whether a connection closed.
 const AT_CAP_POLL: Duration = Duration::from_millis(5);
 
 pub(super) type Ready = Sender<Result<(usize, IoKind), (usize, String)>>;
@@ -109,10 +109,10 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
         process.stats[id].clone(),
     ));
     let mut listeners: HashMap<SocketAddr, Canceller> = HashMap::new();
-    let slots = Rc::new(Slots::default());
+    let open_conns = Rc::new(OpenConns::default());
     let cur = ctx.current();
     for &addr in cur.routes.listen_addrs() {
-        match open(addr, &ctx, &slots) {
+        match open(addr, &ctx, &open_conns) {
             Ok(c) => {
                 listeners.insert(addr, c);
             }
@@ -128,15 +128,15 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
 
     let mut last_sweep = Instant::now();
     while !process.stopping.load(Ordering::Acquire) {
-        monoio::time::sleep(TICK).await;
+        monoio::time::sleep(HOUSEKEEPING_TICK).await;
         let now = Instant::now();
         watchdog::with(|w| w.sweep(now));
-        crate::upstream::tick_coarse_ms();
+        crate::upstream::refresh_coarse_ms();
         let g = process.generations.number();
         if g != generation {
             generation = g;
             ctx.refresh();
-            reconcile(&mut listeners, &ctx, &slots);
+            reconcile(&mut listeners, &ctx, &open_conns);
             secure::go_away();
         }
         if last_sweep.elapsed() >= SWEEP_EVERY {
@@ -154,7 +154,7 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
     secure::go_away();
     let deadline = Instant::now() + ctx.current().config().runtime.shutdown_timeout;
     while ctx.stats.clients_open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
-        monoio::time::sleep(TICK).await;
+        monoio::time::sleep(HOUSEKEEPING_TICK).await;
         let now = Instant::now();
         watchdog::with(|w| w.sweep(now));
     }
@@ -170,20 +170,24 @@ async fn main(id: usize, kind: IoKind, process: Arc<Process>, ready: Ready) {
 }
 
 /// Binds `addr` and starts accepting on it; the returned canceller stops that.
-fn open(addr: SocketAddr, ctx: &Rc<ProxyCtx>, slots: &Rc<Slots>) -> std::io::Result<Canceller> {
+fn open(
+    addr: SocketAddr,
+    ctx: &Rc<ProxyCtx>,
+    open_conns: &Rc<OpenConns>,
+) -> std::io::Result<Canceller> {
     let std_listener = listener::bind(addr)?;
     let listener = TcpListener::from_std(std_listener)?;
     let canceller = Canceller::new();
     let handle = canceller.handle();
     let ctx = ctx.clone();
-    let slots = slots.clone();
+    let open_conns = open_conns.clone();
     monoio::spawn(async move {
         loop {
             // At the cap, leave new connections in the kernel's backlog (where they wait or
             // are refused once it fills) rather than take descriptors and memory for them.
-            while slots.open.get() >= ctx.current().config().runtime.max_connections {
-                // (A listener removed by a reload while at the cap closes once a slot
-                // frees: the accept below then fails with ECANCELED.)
+            while open_conns.count.get() >= ctx.current().config().runtime.max_connections {
+                // (A listener removed by a reload while at the cap closes once a
+                // connection closes: the accept below then fails with ECANCELED.)
                 if ctx.stopping() {
                     return;
                 }
@@ -191,7 +195,7 @@ fn open(addr: SocketAddr, ctx: &Rc<ProxyCtx>, slots: &Rc<Slots>) -> std::io::Res
             }
             match listener.cancelable_accept(handle.clone()).await {
                 Ok((stream, remote)) => {
-                    let slot = Slot::take(&slots);
+                    let open_conn = OpenConn::take(&open_conns);
                     let ctx = ctx.clone();
                     let (tls, proxied) = {
                         let cur = ctx.current();
@@ -202,34 +206,37 @@ fn open(addr: SocketAddr, ctx: &Rc<ProxyCtx>, slots: &Rc<Slots>) -> std::io::Res
                             .map(|vs| vs.client_header_timeout);
                         (cur.tls.get(addr).cloned(), proxied)
                     };
-                    let fut = Contained(async move {
-                        let _slot = slot;
-                        let peer = match proxied {
-                            None => Peer::direct(remote),
-                            // Boxed, as below: only `proxy_protocol` listeners pay for it.
-                            Some(timeout) => {
-                                match Box::pin(proxy::read_proxy_header(&stream, timeout)).await {
-                                    Ok(source) => Peer {
-                                        addr: remote,
-                                        proxied: source,
-                                    },
-                                    Err(e) => {
-                                        tracing::info!(client = %remote, error = %e, "connection closed: no valid PROXY protocol header");
-                                        return;
+                    let fut = Contained {
+                        inner: async move {
+                            let _open_conn = open_conn;
+                            let peer = match proxied {
+                                None => Peer::direct(remote),
+                                // Boxed, as below: only `proxy_protocol` listeners pay for it.
+                                Some(timeout) => {
+                                    match Box::pin(proxy::read_proxy_header(&stream, timeout)).await
+                                    {
+                                        Ok(source) => Peer {
+                                            addr: remote,
+                                            proxied: source,
+                                        },
+                                        Err(e) => {
+                                            tracing::info!(client = %remote, error = %e, "connection closed: no valid PROXY protocol header");
+                                            return;
+                                        }
                                     }
                                 }
+                            };
+                            match tls {
+                                None => proxy::serve(stream, peer, addr, ctx).await,
+                                // Boxed: a TLS connection's state (handshake, HTTP/2) is
+                                // several KiB larger than a plain one's, and every task is
+                                // allocated at the size of its largest branch.
+                                Some(site) => {
+                                    Box::pin(secure::serve(stream, peer, addr, site, ctx)).await
+                                }
                             }
-                        };
-                        match tls {
-                            None => proxy::serve(stream, peer, addr, ctx).await,
-                            // Boxed: a TLS connection's state (handshake, HTTP/2) is several
-                            // KiB larger than a plain one's, and every task is allocated at
-                            // the size of its largest branch.
-                            Some(site) => {
-                                Box::pin(secure::serve(stream, peer, addr, site, ctx)).await
-                            }
-                        }
-                    });
+                        },
+                    };
                     monoio::spawn(fut);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => break,
@@ -250,7 +257,7 @@ fn open(addr: SocketAddr, ctx: &Rc<ProxyCtx>, slots: &Rc<Slots>) -> std::io::Res
 fn reconcile(
     listeners: &mut HashMap<SocketAddr, Canceller>,
     ctx: &Rc<ProxyCtx>,
-    slots: &Rc<Slots>,
+    open_conns: &Rc<OpenConns>,
 ) {
     let cur = ctx.current();
     let wanted: Vec<SocketAddr> = cur.routes.listen_addrs().copied().collect();
@@ -269,7 +276,7 @@ fn reconcile(
         if listeners.contains_key(&addr) {
             continue;
         }
-        match open(addr, ctx, slots) {
+        match open(addr, ctx, open_conns) {
             Ok(c) => {
                 listeners.insert(addr, c);
                 tracing::info!(worker = ctx.worker, %addr, "listening");
@@ -282,31 +289,36 @@ fn reconcile(
 /// Client connections this worker has accepted and not yet closed, over all its listeners
 /// (counted at accept, unlike `clients_open`, which counts from the task's first poll).
 #[derive(Default)]
-struct Slots {
-    open: Cell<usize>,
+struct OpenConns {
+    count: Cell<usize>,
 }
 
-/// One accepted connection's place in [`Slots`], given back when its task ends (also by a
+/// One accepted connection's place in [`OpenConns`], given back when its task ends (also by a
 /// panic: `Contained` drops the future).
-struct Slot(Rc<Slots>);
+struct OpenConn(Rc<OpenConns>);
 
-impl Slot {
-    fn take(slots: &Rc<Slots>) -> Slot {
-        slots.open.set(slots.open.get() + 1);
-        Slot(slots.clone())
+impl OpenConn {
+    fn take(open_conns: &Rc<OpenConns>) -> OpenConn {
+        open_conns.count.set(open_conns.count.get() + 1);
+        OpenConn(open_conns.clone())
     }
 }
 
-impl Drop for Slot {
+impl Drop for OpenConn {
     fn drop(&mut self) {
-        self.0.open.set(self.0.open.get() - 1);
+        self.0.count.set(self.0.count.get() - 1);
     }
 }
 
-/// Runs a connection's future so that a panic inside it ends that connection only: without
-/// this, a panic unwinds through the event loop and takes the whole worker (and every
-/// connection on it) down.
-struct Contained<F>(F);
+pin_project_lite::pin_project! {
+    /// Runs a connection's future so that a panic inside it ends that connection only:
+    /// without this, a panic unwinds through the event loop and takes the whole worker (and
+    /// every connection on it) down.
+    struct Contained<F> {
+        #[pin]
+        inner: F,
+    }
+}
 
 impl<F: std::future::Future<Output = ()>> std::future::Future for Contained<F> {
     type Output = ();
@@ -315,8 +327,7 @@ impl<F: std::future::Future<Output = ()>> std::future::Future for Contained<F> {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<()> {
-        // SAFETY: the inner future is never moved out of the pinned wrapper.
-        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
+        let inner = self.project().inner;
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(p) => p,
             Err(_) => {

@@ -25,11 +25,11 @@ pub fn uptime() -> Duration {
 }
 
 thread_local! {
-    /// A worker's coarse `now_ms`, set by its housekeeping tick (see `tick_coarse_ms`).
+    /// A worker's coarse `now_ms`, set by its housekeeping tick (see `refresh_coarse_ms`).
     static COARSE_MS: Cell<u64> = const { Cell::new(0) };
 }
 
-/// `now_ms` to within one worker tick (20 ms), without reading the clock: what the
+/// `now_ms` to within one worker housekeeping tick (20 ms), without reading the clock: what the
 /// request path uses for passive-failure windows and slow-start ramps, all of them seconds
 /// long. Threads without a tick (the control thread, tests) read the real clock.
 #[inline]
@@ -41,7 +41,7 @@ pub fn coarse_now_ms() -> u64 {
 }
 
 /// Advances this thread's coarse clock (the worker's tick).
-pub fn tick_coarse_ms() {
+pub fn refresh_coarse_ms() {
     let ms = now_ms();
     COARSE_MS.with(|c| c.set(ms));
 }
@@ -67,7 +67,7 @@ mod tests {
         assert!(now_ms() > a);
         // Without a tick, the coarse clock is the real one.
         assert!(coarse_now_ms() >= a);
-        tick_coarse_ms();
+        refresh_coarse_ms();
         let t = coarse_now_ms();
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(coarse_now_ms(), t, "the coarse clock moves only on a tick");

@@ -16,6 +16,6 @@ pub mod state;
 pub mod tables;
 
 pub use balance::{PickError, PickInput, Selector, Tried};
-pub use clock::{coarse_now_ms, now_ms, tick_coarse_ms};
+pub use clock::{coarse_now_ms, now_ms, refresh_coarse_ms};
 pub use snapshot::{Peer, Snapshot, Upstream};
 pub use state::{PeerState, Registry};

@@ -239,7 +239,7 @@ class H2load(unittest.TestCase):
 
 class Render(unittest.TestCase):
     def test_paths_are_relative_to_the_repository(self):
-        line = "taskset -c 1 /work/main/target/release/ringload -t 1 -c 64 http://127.0.0.1:PORT/"
+        line = "taskset -c 1 /home/ci/ringlb/target/release/ringload -t 1 -c 64 http://127.0.0.1:PORT/"
         self.assertEqual(render.relative(line), "taskset -c 1 target/release/ringload -t 1 -c 64 http://127.0.0.1:PORT/")
         self.assertEqual(render.relative(render.ROOT + "/loadtest/results/w4.json"), "loadtest/results/w4.json")
 

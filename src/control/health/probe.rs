@@ -73,34 +73,34 @@ impl From<io::Error> for CheckError {
 }
 
 /// One connection to a target, whichever its kind.
-enum Conn {
+enum ProbeConn {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
 
-impl Conn {
-    async fn open(target: &Target) -> io::Result<Conn> {
+impl ProbeConn {
+    async fn open(target: &Target) -> io::Result<ProbeConn> {
         Ok(match target {
             Target::Tcp(addr) => {
                 let s = TcpStream::connect_addr(*addr).await?;
                 let _ = s.set_nodelay(true);
-                Conn::Tcp(s)
+                ProbeConn::Tcp(s)
             }
-            Target::Unix(path) => Conn::Unix(UnixStream::connect(path).await?),
+            Target::Unix(path) => ProbeConn::Unix(UnixStream::connect(path).await?),
         })
     }
 
     async fn write_all(&mut self, buf: Vec<u8>) -> io::Result<()> {
         match self {
-            Conn::Tcp(s) => s.write_all(buf).await.0.map(drop),
-            Conn::Unix(s) => s.write_all(buf).await.0.map(drop),
+            ProbeConn::Tcp(s) => s.write_all(buf).await.0.map(drop),
+            ProbeConn::Unix(s) => s.write_all(buf).await.0.map(drop),
         }
     }
 
     async fn read(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         match self {
-            Conn::Tcp(s) => s.read(buf).await,
-            Conn::Unix(s) => s.read(buf).await,
+            ProbeConn::Tcp(s) => s.read(buf).await,
+            ProbeConn::Unix(s) => s.read(buf).await,
         }
     }
 }
@@ -124,9 +124,9 @@ pub async fn http_check(
 
 /// Whether a connection to `target` is accepted within `timeout` (the recovery probe of a
 /// passively ejected server).
-pub async fn connects(target: &Target, timeout: Duration) -> bool {
+pub async fn connect_probe(target: &Target, timeout: Duration) -> bool {
     matches!(
-        monoio::time::timeout(timeout, Conn::open(target)).await,
+        monoio::time::timeout(timeout, ProbeConn::open(target)).await,
         Ok(Ok(_))
     )
 }
@@ -140,7 +140,7 @@ fn check_request(host: &str, path: &str) -> Vec<u8> {
 }
 
 async fn status_of(target: &Target, host: &str, path: &str) -> Result<u16, CheckError> {
-    let mut conn = Conn::open(target).await?;
+    let mut conn = ProbeConn::open(target).await?;
     conn.write_all(check_request(host, path)).await?;
     let mut head: Vec<u8> = Vec::with_capacity(256);
     let mut buf = Vec::with_capacity(512);
@@ -273,7 +273,7 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let gone = Target::Unix(path);
         block_on(async {
-            assert!(!connects(&gone, Duration::from_secs(1)).await);
+            assert!(!connect_probe(&gone, Duration::from_secs(1)).await);
             assert!(http_check(&gone, "localhost", &hc).await.is_err());
         });
     }
@@ -293,7 +293,7 @@ mod tests {
             assert_eq!(http_check(&target, "t", &check_cfg()).await, Ok(()));
         });
         let listener = server.join().unwrap();
-        block_on(async { assert!(connects(&target, Duration::from_secs(1)).await) });
+        block_on(async { assert!(connect_probe(&target, Duration::from_secs(1)).await) });
         drop(listener);
     }
 }

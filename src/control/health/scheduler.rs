@@ -34,10 +34,10 @@ use crate::upstream::state::PeerState;
 
 /// How often the loop looks at the published state and collects probe results while there
 /// is something to watch (health checks, an ejected server, a probe running).
-const BUSY_TICK: Duration = Duration::from_millis(10);
+const HEALTH_ROUND_BUSY: Duration = Duration::from_millis(10);
 /// How often it looks when there is nothing to watch: only for new configurations and
 /// fresh passive ejections, so an idle proxy does not wake 100 times a second.
-const IDLE_TICK: Duration = Duration::from_millis(100);
+const HEALTH_ROUND_IDLE: Duration = Duration::from_millis(100);
 
 /// Upper bound of the interval between connect probes of a passively ejected server.
 const RECOVERY_PROBE_MAX: Duration = Duration::from_secs(1);
@@ -110,7 +110,7 @@ struct ActiveCheck {
 /// A probe's result, handed from its task to the loop.
 enum ProbeResult {
     Check(Result<(), CheckError>),
-    Connect(bool),
+    ConnectProbe(bool),
 }
 
 type Results = Rc<RefCell<Vec<(u32, ProbeResult)>>>;
@@ -162,7 +162,12 @@ async fn run(process: Arc<Process>) {
             || upstreams
                 .iter()
                 .any(|up| up.peers.iter().any(|p| ejected(p, up.is_single(), now_ms)));
-        monoio::time::sleep(if busy { BUSY_TICK } else { IDLE_TICK }).await;
+        monoio::time::sleep(if busy {
+            HEALTH_ROUND_BUSY
+        } else {
+            HEALTH_ROUND_IDLE
+        })
+        .await;
     }
 }
 
@@ -219,7 +224,7 @@ fn visit(
                 if out && w.recovery.due(now) {
                     w.recovery
                         .start(now, recovery_interval(peer.cfg.fail_timeout));
-                    start_connect(id, peer, up.cfg.connect_timeout, results);
+                    start_connect_probe(id, peer, up.cfg.connect_timeout, results);
                 } else if !out {
                     // Probe an ejection only after a while: right after the failure the
                     // server is most likely still down.
@@ -240,11 +245,13 @@ fn start_check(id: u32, peer: &Peer, hc: &HealthCheckCfg, results: &Results) {
     });
 }
 
-fn start_connect(id: u32, peer: &Peer, timeout: Duration, results: &Results) {
+fn start_connect_probe(id: u32, peer: &Peer, timeout: Duration, results: &Results) {
     let (results, target) = (results.clone(), Target::of(&peer.cfg));
     monoio::spawn(async move {
-        let ok = probe::connects(&target, timeout).await;
-        results.borrow_mut().push((id, ProbeResult::Connect(ok)));
+        let ok = probe::connect_probe(&target, timeout).await;
+        results
+            .borrow_mut()
+            .push((id, ProbeResult::ConnectProbe(ok)));
     });
 }
 
@@ -276,17 +283,16 @@ fn collect(results: &Results, watched: &mut HashMap<u32, Watched>, now_ms: u64) 
                 {
                     Some(Transition::Down { checks }) => {
                         w.state.check_went_down();
-                        // (The message keeps the count while tests/proxy_core.rs matches it.)
                         tracing::warn!(
                             %upstream, %server, state = "down", checks, ?reason,
-                            "down: {checks} failed checks"
+                            "server marked down"
                         );
                     }
                     Some(Transition::Up { checks }) => {
                         w.state.check_came_up(now_ms);
                         tracing::info!(
                             %upstream, %server, state = "up", checks,
-                            "up: {checks} passed checks"
+                            "server marked up"
                         );
                     }
                     // The first failure of a streak on an up server: when trouble began.
@@ -299,7 +305,7 @@ fn collect(results: &Results, watched: &mut HashMap<u32, Watched>, now_ms: u64) 
                     None => {}
                 }
             }
-            ProbeResult::Connect(ok) => {
+            ProbeResult::ConnectProbe(ok) => {
                 w.recovery.done();
                 if ok && w.state.end_ejection(&w.cfg, now_ms) {
                     // The next request is its trial.

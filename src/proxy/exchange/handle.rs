@@ -7,7 +7,7 @@ use super::{BodyPlan, CloseAfter, Exchange, Outcome, REPLAY_MAX};
 use crate::config::{Handler, VirtualServer};
 use crate::control::generation::Published;
 use crate::http::request::RequestBody;
-use crate::http::template::Vars;
+use crate::http::vars::Vars;
 use crate::http::{has_token, rewrite, trim, uri};
 use crate::proxy::ctx::ProxyCtx;
 use crate::proxy::downstream::Conn;

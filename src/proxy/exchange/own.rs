@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::{CloseAfter, Exchange};
 use crate::config::{ReturnLoc, VirtualServer};
 use crate::http::request::{Method, RequestBody};
-use crate::http::template::Vars;
+use crate::http::vars::Vars;
 use crate::http::{push_decimal, rewrite};
 use crate::metrics;
 use crate::proxy::ctx::ProxyCtx;

@@ -1,5 +1,6 @@
 //! `$variable` templates (`proxy_set_header` values, the `hash` key, a `return` location),
-//! parsed once at load.
+//! parsed once at load into a [`Template`] (`model.rs`); `http::vars` evaluates it per
+//! request. The `$name` syntax itself is `syntax.rs`'s, shared with `log_format`.
 //!
 //! Syntax as in nginx: `$name` takes the longest run of `[A-Za-z0-9_]`, `${name}` ends the
 //! name explicitly (`${host}:8080`). Names are those of [`VARIABLES`], the `$http_<name>`
@@ -50,7 +51,7 @@ fn variable(name: &str) -> Result<Var, String> {
                         "to follow ${v} with text write ${{{v}}}{} (valid: {known})",
                         &name[v.len()..]
                     )
-                } else if let Some(v) = super::walk::did_you_mean(name, VARIABLES) {
+                } else if let Some(v) = super::suggest::did_you_mean(name, VARIABLES) {
                     format!("did you mean `${v}`? (valid: {known})")
                 } else {
                     format!("valid: {known}")

@@ -1,5 +1,7 @@
-//! Evaluating `proxy_set_header` and `hash` templates against one request, into a reused
-//! buffer.
+//! A request's variables (`$host`, `$remote_addr`, ...) and the value of a template against
+//! them, written into a reused buffer: `proxy_set_header`, the `hash` key, a `return`
+//! location. The template was parsed at load (`config::template_parse`); this runs per
+//! request.
 
 use std::io::Write;
 use std::net::SocketAddr;
