@@ -61,11 +61,14 @@ impl Backend {
     /// A backend on a reserved port ([`free_port`](super::free_port)): `restart` can
     /// always bind it again, since no kernel-chosen port can take it meanwhile.
     pub fn start(name: &str) -> Backend {
-        Self::start_on(&format!("127.0.0.1:{}", super::free_port()), name)
+        Self::serve(super::reserved_listener(), name)
     }
 
     pub fn start_on(addr: &str, name: &str) -> Backend {
-        let listener = TcpListener::bind(addr).unwrap();
+        Self::serve(TcpListener::bind(addr).unwrap(), name)
+    }
+
+    fn serve(listener: TcpListener, name: &str) -> Backend {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
             name: name.to_string(),

@@ -28,7 +28,14 @@ pub use proxy::Proxy;
 /// it, held until this test process exits: test processes running side by side never pick
 /// the same port.
 pub fn free_port() -> u16 {
-    ports::reserve()
+    ports::reserve().0
+}
+
+/// A listener on a reserved port ([`free_port`]), bound without letting go in between: a
+/// backend that binds at once cannot lose its port to anything that does not take part in
+/// the reservations.
+pub fn reserved_listener() -> std::net::TcpListener {
+    ports::reserve().1
 }
 
 mod ports {
@@ -58,7 +65,7 @@ mod ports {
         }
     }
 
-    pub fn reserve() -> u16 {
+    pub fn reserve() -> (u16, std::net::TcpListener) {
         let dir = std::env::temp_dir().join("ringlb-test-ports");
         std::fs::create_dir_all(&dir).unwrap();
         let (lo, hi) = range();
@@ -76,11 +83,11 @@ mod ports {
                 continue;
             }
             // Not in use by anything that does not take part (a service on the machine).
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) else {
                 continue;
-            }
+            };
             HELD.lock().unwrap().push(file);
-            return port;
+            return (port, listener);
         }
         panic!("no loopback port left in {lo}..={hi}");
     }
