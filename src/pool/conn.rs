@@ -197,6 +197,27 @@ impl UpConn {
         self.poll_armed(&mut cx).is_ready()
     }
 
+    /// Whether the server has sent anything or closed since the response ended: through
+    /// the armed read when there is one ([`UpConn::spoke`]), else by peeking at the socket
+    /// without blocking (one system call).
+    pub fn spoke_or_closed(&mut self) -> bool {
+        if self.armed.is_some() {
+            return self.spoke();
+        }
+        let mut byte = 0u8;
+        // SAFETY: a one-byte buffer that outlives the call, on a socket this owns.
+        let n = unsafe {
+            libc::recv(
+                self.stream.as_raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        // 0 is end of stream, 1 a stray byte; only "nothing to read" (EAGAIN) is clean.
+        n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock
+    }
+
     /// Waits for the armed read (arming one if needed) and returns how many bytes it
     /// appended to `buf`.
     pub async fn read(&mut self) -> io::Result<usize> {

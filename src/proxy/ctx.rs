@@ -49,7 +49,8 @@ impl ProxyCtx {
             generations,
             current: RefCell::new(Rc::new(current)),
             selector: RefCell::new(selector),
-            pool: RefCell::new(IdlePool::default()),
+            // Keep reads armed on idle connections on epoll only: see `IdlePool::new`.
+            pool: RefCell::new(IdlePool::new(monoio::utils::is_legacy())),
             stopping: Cell::new(false),
             stats,
             queues: RefCell::new(WaitQueues::default()),

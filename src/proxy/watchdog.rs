@@ -9,10 +9,13 @@
 //! operation reports a timeout. The price is precision: a timeout fires up to one tick late.
 //!
 //! The same slab knows which connections are idle between requests, so a graceful stop can
-//! end exactly those reads.
+//! end exactly those reads, and it can *nudge* a wait that has lasted a while (wake its
+//! task once, see [`Watch::nudge_at`]): an io_uring worker arms its client watch only for
+//! exchanges that outlast a tick, since a read armed on an idle client costs a kernel poll.
 
 use std::cell::RefCell;
 use std::os::fd::RawFd;
+use std::task::{Context, Waker};
 use std::time::Instant;
 
 /// How to end a timed-out operation: a client read only loses its read side, so a 408 can
@@ -23,7 +26,7 @@ pub enum Shut {
     Both,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Entry {
     /// An operation on this descriptor is pending.
     armed: bool,
@@ -32,6 +35,11 @@ struct Entry {
     /// A client connection waiting for its next request.
     idle: bool,
     fired: bool,
+    /// When to wake the waiting task once (`Watch::nudge_at`), its waker, and whether
+    /// that happened.
+    nudge_at: Option<Instant>,
+    nudge: Option<Waker>,
+    nudged: bool,
 }
 
 /// Pending operations, indexed by descriptor: descriptors are small dense integers, so
@@ -62,6 +70,7 @@ pub struct Watch {
     pub deadline: Instant,
     pub shut: Shut,
     pub idle: bool,
+    pub nudge_at: Option<Instant>,
 }
 
 impl Watch {
@@ -71,6 +80,7 @@ impl Watch {
             deadline,
             shut: Shut::Both,
             idle: false,
+            nudge_at: None,
         }
     }
 
@@ -80,6 +90,7 @@ impl Watch {
             deadline,
             shut: Shut::Read,
             idle: false,
+            nudge_at: None,
         }
     }
 
@@ -88,6 +99,15 @@ impl Watch {
         Watch {
             idle: true,
             ..Self::read(deadline)
+        }
+    }
+
+    /// Also wakes the waiting task once, at the first sweep from `at` on, if it is still
+    /// waiting then ([`Armed::nudged`] tells it so). One tick late at most, like deadlines.
+    pub fn nudge_at(self, at: Instant) -> Self {
+        Watch {
+            nudge_at: Some(at),
+            ..self
         }
     }
 
@@ -107,16 +127,20 @@ impl Watch {
                 shut: Shut::Both,
                 idle: false,
                 fired: false,
+                nudge_at: None,
+                nudge: None,
+                nudged: false,
             };
             by_fd.resize((i + 1).max(64).next_power_of_two(), idle);
         }
-        by_fd[i] = Entry {
-            armed: true,
-            deadline: self.deadline,
-            shut: self.shut,
-            idle: self.idle,
-            fired: false,
-        };
+        let e = &mut by_fd[i];
+        e.armed = true;
+        e.deadline = self.deadline;
+        e.shut = self.shut;
+        e.idle = self.idle;
+        e.fired = false;
+        e.nudge_at = self.nudge_at;
+        e.nudged = false;
         Armed { fd: i }
     }
 }
@@ -135,6 +159,22 @@ impl Armed {
         with(|dog| dog.by_fd.borrow()[self.fd].fired)
     }
 
+    /// Whether the sweep has nudged this wait (see [`Watch::nudge_at`]); until then, keeps
+    /// `cx`'s waker for the nudge.
+    pub fn nudged(&self, cx: &Context<'_>) -> bool {
+        with(|dog| {
+            let mut by_fd = dog.by_fd.borrow_mut();
+            let e = &mut by_fd[self.fd];
+            if e.nudged {
+                return true;
+            }
+            if e.nudge_at.is_some() && !e.nudge.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                e.nudge = Some(cx.waker().clone());
+            }
+            false
+        })
+    }
+
     /// Stops watching; whether the deadline had passed (the socket is then shut down).
     pub fn fired(self) -> bool {
         let fired = self.release();
@@ -150,6 +190,7 @@ impl Armed {
                 let mut by_fd = dog.by_fd.borrow_mut();
                 let e = &mut by_fd[self.fd];
                 e.armed = false;
+                e.nudge = None;
                 e.fired
             })
             .unwrap_or(false)
@@ -164,13 +205,28 @@ impl Drop for Armed {
 
 impl Watchdog {
     /// Shuts down the sockets of operations past their deadline.
+    /// Also nudges the waits whose time has come.
     pub fn sweep(&self, now: Instant) {
+        let mut wake = Vec::new();
         let mut by_fd = self.by_fd.borrow_mut();
         for (fd, e) in by_fd.iter_mut().enumerate() {
-            if e.armed && !e.fired && e.deadline <= now {
+            if !e.armed {
+                continue;
+            }
+            if !e.fired && e.deadline <= now {
                 e.fired = true;
                 shutdown(fd as RawFd, e.shut);
             }
+            if !e.nudged && e.nudge_at.is_some_and(|at| at <= now) {
+                e.nudged = true;
+                wake.extend(e.nudge.take());
+            }
+        }
+        // Woken with the slab released: a woken task is only scheduled, but it will
+        // borrow the slab when it runs.
+        drop(by_fd);
+        for w in wake {
+            w.wake();
         }
     }
 
@@ -226,5 +282,53 @@ mod tests {
         // A new operation on a descriptor starts unfired.
         let again = Watch::both(now + Duration::from_secs(60)).arm(a.as_raw_fd());
         assert!(!again.fired());
+    }
+
+    /// A waker that counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_nudge_wakes_its_wait_once_when_due_and_not_after_release() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let b = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let now = Instant::now();
+        let far = now + Duration::from_secs(60);
+        let count = std::sync::Arc::new(Count(0.into()));
+        let waker = Waker::from(count.clone());
+        let cx = Context::from_waker(&waker);
+        let woken = || count.0.load(std::sync::atomic::Ordering::SeqCst);
+
+        let w = Watch::both(far)
+            .nudge_at(now + Duration::from_millis(20))
+            .arm(a.as_raw_fd());
+        assert!(!w.nudged(&cx));
+        // Not due yet.
+        with(|dog| dog.sweep(now + Duration::from_millis(10)));
+        assert_eq!(woken(), 0);
+        assert!(!w.nudged(&cx));
+        // Due: woken once, and it says so; the deadline is untouched.
+        with(|dog| dog.sweep(now + Duration::from_millis(20)));
+        assert_eq!(woken(), 1);
+        assert!(w.nudged(&cx));
+        with(|dog| dog.sweep(now + Duration::from_millis(40)));
+        assert_eq!(woken(), 1);
+        assert!(!w.fired());
+
+        // A wait without a nudge is never woken; one released before its time neither.
+        let plain = Watch::both(far).arm(b.as_raw_fd());
+        let released = Watch::both(far).nudge_at(now).arm(a.as_raw_fd());
+        assert!(!released.nudged(&cx));
+        assert!(!plain.nudged(&cx));
+        drop(released);
+        with(|dog| dog.sweep(now + Duration::from_millis(40)));
+        assert_eq!(woken(), 1);
+        assert!(!plain.fired());
     }
 }

@@ -19,7 +19,7 @@ use std::io;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::{BodyPlan, Exchange, Failure, Progress, REPLAY_MAX};
@@ -34,6 +34,14 @@ use crate::proxy::io::{first, ClientIo, First, IoFail};
 use crate::proxy::spool::READ_BACK;
 use crate::proxy::watchdog::Watch;
 use crate::upstream::{Peer, Upstream};
+
+/// A request longer than this is written with the response read armed (see `exchange`):
+/// more than a socket send buffer is sure to take at once.
+const WATCH_WRITES_ABOVE: usize = 64 * 1024;
+
+/// On io_uring, how long a response is awaited before the client's read is armed to see
+/// whether it left (see `proxy::downstream`); the watchdog's sweep adds up to one tick.
+const ARM_CLIENT_WATCH_AFTER: Duration = Duration::from_millis(20);
 
 /// Largest response head accepted from a backend (nginx's proxy_buffer_size is 4-8 KiB; we
 /// are more generous, and anything past this is an invalid response).
@@ -138,13 +146,19 @@ impl Exchange {
         progress: &mut Progress,
     ) -> Result<(), Failure> {
         let cfg = &up.cfg;
-        // The response read goes in before the request: it is how an answer that comes
-        // while the request is still being sent is seen (a pooled connection has it armed
-        // already).
-        up_conn.arm();
-        progress.request_sent = true;
         let out = std::mem::take(&mut self.out);
         let len = out.len();
+        // With a body to send, the response read goes in before the request: it is how an
+        // answer that comes while the body is still being sent is seen (a connection from
+        // an epoll worker's pool has it armed already). A request that fits in one write
+        // cannot be held up by an early answer (a failed write is followed by a read, see
+        // `answer_after_write_error`), and on io_uring a read submitted once the request
+        // is out usually finds the response waiting, where one armed before costs a kernel
+        // poll and a wake-up.
+        if plan != BodyPlan::InOut || len > WATCH_WRITES_ABOVE {
+            up_conn.arm();
+        }
+        progress.request_sent = true;
         let deadline = conn.clock + cfg.send_timeout;
         let (sent, out) = self
             .send_watching(up_conn, out, 0..len, deadline, self.read_timeout)
@@ -445,10 +459,21 @@ impl Exchange {
                 // runs from the request's clock reading.
                 conn.clock = Instant::now();
             }
-            let watch = Watch::both(conn.clock + self.read_timeout).arm(up_conn.stream.as_raw_fd());
+            let mut watch = Watch::both(conn.clock + self.read_timeout);
+            if conn.watch_deferred() {
+                // io_uring: the client watch is armed only if the response is slow.
+                watch = watch.nudge_at(conn.clock + ARM_CLIENT_WATCH_AFTER);
+            }
+            let watch = watch.arm(up_conn.stream.as_raw_fd());
             up_conn.arm();
             let wait = poll_fn(|cx| up_conn.poll_armed(cx));
-            match first(wait, |cx| conn.poll_armed(cx)).await {
+            let client = |cx: &mut Context<'_>| {
+                if conn.watch_deferred() && watch.nudged(cx) {
+                    conn.watch_now();
+                }
+                conn.poll_armed(cx)
+            };
+            match first(wait, client).await {
                 First::Left(res) => {
                     if watch.fired() {
                         return Err(Failure::Timeout);

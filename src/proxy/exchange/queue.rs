@@ -35,6 +35,8 @@ impl Exchange {
             return Err(Some(503));
         };
         let deadline = Instant::now() + up.cfg.queue_timeout;
+        // A queued request waits by nature: watch its client now on any driver.
+        conn.watch_now();
         loop {
             if ticket.is_front() {
                 // Nothing was tried yet; a slot lost to another worker's race last round
