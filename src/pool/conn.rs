@@ -1,17 +1,14 @@
 //! One connection to a backend server: its socket (TCP or unix), its read buffer, and the
 //! read that is kept armed on it.
 //!
-//! A read is in flight on an upstream connection for as long as nothing else needs the
-//! buffer: while the request is written, while the connection idles in the pool, and while
-//! the response is awaited. That one read does three jobs at no extra cost (on io_uring it
-//! is the same submission the response read would need anyway):
-//! - an idle pooled connection whose server spoke out of turn or closed has a completed
-//!   read, so the pool discards it before anything is written to it: stray bytes never
-//!   reach another client (RFC 9112 6.3: a client MUST NOT forward extra data as a
-//!   separate response);
-//! - while a request body is still being sent, a server that answers early (a 403 before
-//!   it read the body) is seen at once, not after the next write fails;
-//! - the response read itself.
+//! A read is kept in flight on an upstream connection wherever it does a job: while a
+//! request body is written (a server that answers early, a 403 before it read the body, is
+//! seen at once, not after the next write fails), while the response is awaited (it is the
+//! response read), and, on epoll, while the connection idles in the pool (an idle
+//! connection whose server spoke out of turn or closed then has a completed read, and the
+//! pool discards it before anything is written to it: RFC 9112 6.3, a client MUST NOT
+//! forward extra data as a separate response). On io_uring the pool peeks instead
+//! ([`UpConn::spoke_or_closed`]; why in `IdlePool::new`).
 
 use std::future::Future;
 use std::io;
