@@ -1,5 +1,5 @@
 //! Static file sends on this machine: a file body sent over loopback to a client that reads
-//! as fast as it can, zero-copy (`files::send_body`: splice on io_uring, sendfile on epoll)
+//! as fast as it can, zero-copy (`files::send_file`: sendfile on both drivers)
 //! against read + write through a buffer (`files::copy_body`), on each driver; and the cost
 //! of opening a cached file beneath the site's directory (`openat2` + `statx`).
 //!
@@ -9,7 +9,7 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use ringlb::files::{copy_body, send_body, FileBody};
+use ringlb::files::{copy_body, send_file, FileBody};
 
 const ROUNDS_1M: usize = 500;
 const ROUNDS_16K: usize = 5000;
@@ -63,7 +63,7 @@ async fn run(path: &std::path::Path, size: u64, rounds: usize, way: Way) -> (Dur
     let (t0, c0) = (Instant::now(), cpu_now());
     for _ in 0..rounds {
         match way {
-            Way::ZeroCopy => send_body(&mut sock, &body, Duration::from_secs(30))
+            Way::ZeroCopy => send_file(&mut sock, &[], &body, Duration::from_secs(30))
                 .await
                 .unwrap(),
             Way::Copy => {
@@ -122,7 +122,7 @@ fn main() {
             }
             for (i, &way) in ways.iter().enumerate() {
                 let name = match way {
-                    Way::ZeroCopy => "send_body",
+                    Way::ZeroCopy => "send_file",
                     Way::Copy => "copy_body",
                 };
                 println!(
@@ -137,8 +137,8 @@ fn main() {
     stalled_clients(dir.path());
 }
 
-/// Kernel threads held while clients do not read: a splice into a full socket blocks an
-/// io-wq worker, which `send_body` avoids by waiting for POLLOUT first.
+/// Kernel threads held while clients do not read (none since sendfile replaced splice on
+/// io_uring, whose socket side blocked an io-wq worker per stalled client).
 fn stalled_clients(dir: &std::path::Path) {
     const CLIENTS: usize = 50;
     const SIZE: u64 = 16 << 20;
@@ -184,7 +184,7 @@ fn stalled_clients(dir: &std::path::Path) {
                     offset: 0,
                     len: SIZE,
                 };
-                send_body(&mut s, &body, Duration::from_secs(60))
+                send_file(&mut s, &[], &body, Duration::from_secs(60))
                     .await
                     .unwrap();
             }));

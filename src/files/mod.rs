@@ -13,9 +13,9 @@
 //!    whole response head into `out` (and the short body of an error answer) and returns a
 //!    [`FileAnswer`]: the status for the access log and, for a 200/206 to a GET, the
 //!    [`FileBody`] to send after the head;
-//! 2. sends `out` as it sends any head, then the body with [`send_body`] (zero-copy: splice
-//!    on io_uring, sendfile on epoll) or, on a stream the kernel cannot splice into (TLS in
-//!    user space), [`copy_body`]. A send error means the response is cut short: close the
+//! 2. sends `out` and the body with [`send_file`] (the head with `MSG_MORE`, the body with
+//!    sendfile, on both drivers) or, on a stream the kernel cannot send a file into (TLS in
+//!    user space), sends `out` as any head and the body with [`copy_body`]. A send error means the response is cut short: close the
 //!    connection. The request's own body, if it had one, is the caller's to discard.
 //!
 //! # What is answered
@@ -54,7 +54,7 @@ use head::{text_answer, Entity};
 use open::{Kind, Opened};
 pub use resolve::Mapping;
 use resolve::Target;
-pub use send::{copy_body, send_body, FileBody, SendError};
+pub use send::{copy_body, send_file, FileBody, SendError};
 
 /// Bodies up to this size are read into `out` behind the head, so the whole response goes
 /// out in one send. Measured (`benches/file_send.rs`, CPU per file): at 16 KiB read + write

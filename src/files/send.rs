@@ -1,19 +1,20 @@
 //! Sending a file's bytes to a client socket without copying them through user space:
-//! `splice` (file -> pipe -> socket, ring operations; io_uring has no sendfile) on io_uring,
-//! `sendfile(2)` on epoll, where the socket is non-blocking and an EAGAIN waits for
-//! writability. [`copy_body`] is the plain read + write, for streams the kernel cannot
-//! splice into (TLS without kTLS) and for comparison.
+//! the head with `send(MSG_MORE)` and the body with `sendfile(2)`, as system calls on a
+//! non-blocking socket on both drivers, an EAGAIN waiting for writability through the
+//! driver. [`copy_body`] is the plain read + write, for streams the kernel cannot send a
+//! file into (TLS without kTLS).
 //!
-//! Measured with `benches/file_send.rs` (a file sent to a loopback reader; CPU of the whole
-//! process, kernel worker threads included, per file; lowest of 7 runs, on the shared 2-core
-//! machine under a load average of 7-13, so the spread between runs is wide): for 1 MiB,
-//! io_uring splice 260-670 us against 350-445 us for read + write, epoll sendfile 300-480 us
-//! against 340-580 us: no reliable CPU difference at that size here. The zero-copy path is
-//! kept because it needs no buffer per transfer (1,000 slow downloads through 64 KiB buffers
-//! would hold 64 MiB) and leaves the bytes in the page cache. Small files are another matter
-//! (read + write was cheaper in every run): `respond` reads them into the head's buffer (see
-//! `INLINE_MAX`). Tried and dropped: sendfile on the io_uring driver (the socket made
-//! non-blocking for the send, POLLOUT on the ring after EAGAIN), 460-500 us.
+//! Measured by hand (a 1 MiB file, 16 connections through one worker pinned to one core,
+//! the generator on the other; the CPU of the whole process, kernel threads included, per
+//! file; medians of 5-7 rounds of 3-4 s, which on this shared VM spread 3-5x within one
+//! binary: the loopback TCP work and the wake-ups of the client dominate): on io_uring,
+//! splice through a pipe as ring operations (io_uring has no sendfile, and the socket side
+//! of a splice runs on an io-wq kernel thread) 474 us; sendfile after a head sent by the
+//! ring 171-219 us; the head with `MSG_MORE` and sendfile 192-287 us; epoll's sendfile
+//! 118-358 us. Splice was dropped; the last two are the same within the noise, and the
+//! head with `MSG_MORE` is one path for both drivers with one ring operation and one TCP
+//! segment fewer. Small files are another matter (read + write was cheaper in every run of
+//! `benches/file_send.rs`): `respond` reads them into the head's buffer (see `INLINE_MAX`).
 //!
 //! Timeouts are the proxy's: each step that waits on the client is watched by the worker's
 //! watchdog with the deadline given (between two steps, as nginx's `send_timeout`), which
@@ -21,32 +22,23 @@
 //!
 //! Any error leaves the response cut short: the caller closes the connection.
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use monoio::io::splice::SpliceDestination;
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
-use monoio::net::{Pipe, TcpStream};
+use monoio::net::TcpStream;
 
 use crate::proxy::watchdog::Watch;
 
-/// The pipe's capacity, and so the most one splice moves: 16 pages is Linux's default and
-/// what an unprivileged process can give every pipe without hitting
-/// `pipe-user-pages-soft`; larger pipes did not send faster (see `benches/file_send.rs`).
-const PIPE_CHUNK: u32 = 64 * 1024;
-/// Pipes kept per worker for the next file: a pipe that is in use is one more descriptor
-/// pair, so only a few idle ones are kept.
-const IDLE_PIPES: usize = 16;
 /// The most one `sendfile` call sends before the worker turns to its other connections
 /// (nginx's `sendfile_max_chunk` default).
 const SENDFILE_CHUNK: usize = 2 << 20;
 
-/// Part of an open file: what [`send_body`] sends.
+/// Part of an open file: what [`send_file`] sends.
 #[derive(Debug)]
 pub struct FileBody {
     pub file: monoio::fs::File,
@@ -66,68 +58,63 @@ pub enum SendError {
     Truncated,
 }
 
-/// Sends `body` (after its head, which the caller has sent) to `socket`, zero-copy:
-/// splice on io_uring, sendfile on epoll. `timeout` bounds each wait for the client.
-pub async fn send_body(
+/// Sends `head` and then `body` to `socket`: the head with `MSG_MORE`, so that it leaves in
+/// the body's first segment, the body with sendfile(2). `timeout` bounds each wait for the
+/// client.
+///
+/// The io_uring driver's sockets are blocking (the ring does the waiting): they are made
+/// non-blocking for these calls only, so that a full socket is an EAGAIN and a ring poll,
+/// never a blocked worker. No other operation of the connection is submitted meanwhile
+/// (and the ring fixes a request's mode when it is submitted, so one in flight is
+/// unaffected).
+pub async fn send_file(
     socket: &mut TcpStream,
+    head: &[u8],
     body: &FileBody,
     timeout: Duration,
 ) -> Result<(), SendError> {
-    if monoio::utils::is_legacy() {
-        sendfile_body(socket, body, timeout).await
+    let _nonblocking = if monoio::utils::is_legacy() {
+        None
     } else {
-        splice_body(socket, body, timeout).await
-    }
+        Some(NonBlocking::set(socket.as_raw_fd())?)
+    };
+    send_head(socket, head, timeout).await?;
+    sendfile_body(socket, body, timeout).await
 }
 
-/// file -> pipe -> socket, each a ring operation.
-async fn splice_body(
+/// `send(MSG_MORE)` of all of `head` on the non-blocking `socket`.
+async fn send_head(
     socket: &mut TcpStream,
-    body: &FileBody,
+    head: &[u8],
     timeout: Duration,
 ) -> Result<(), SendError> {
-    let mut pipe = PooledPipe::take()?;
     let fd = socket.as_raw_fd();
-    let end = body.offset + body.len;
-    let mut at = body.offset;
-    while at < end {
-        let want = (end - at).min(PIPE_CHUNK as u64) as u32;
-        // Until the pipe is drained again it must not go back to the pool.
-        pipe.clean = false;
-        let (reader, writer) = pipe.ends();
-        let n = body.file.splice_to_pipe_at(writer, at, want).await?;
-        if n == 0 {
-            pipe.clean = true;
-            return Err(SendError::Truncated);
-        }
-        at += n as u64;
-        let armed = Watch::both(Instant::now() + timeout).arm(fd);
-        let mut left = n;
-        let r = loop {
-            // A splice into a socket runs on a kernel worker thread (io-wq) and blocks it while
-            // the socket is full: waiting for room first keeps a slow client from holding one
-            // (50 stalled clients held 50 threads without this wait, 4 with it).
-            if let Err(e) = socket.writable(false).await {
-                break Err(e);
-            }
-            match socket.splice_from_pipe(reader, left).await {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(m) if m >= left => break Ok(()),
-                Ok(m) => left -= m,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
+    let mut at = 0;
+    while at < head.len() {
+        // SAFETY: `head[at..]` is valid for reads during the call; the socket is open.
+        let n = unsafe {
+            libc::send(
+                fd,
+                head[at..].as_ptr().cast(),
+                head.len() - at,
+                libc::MSG_MORE | libc::MSG_NOSIGNAL,
+            )
         };
-        if armed.fired() {
-            return Err(SendError::Timeout);
+        if n >= 0 {
+            at += n as usize;
+            continue;
         }
-        r?;
-        pipe.clean = true;
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => wait_writable(socket, timeout).await?,
+            io::ErrorKind::Interrupted => {}
+            _ => return Err(e.into()),
+        }
     }
     Ok(())
 }
 
-/// sendfile(2) on the non-blocking socket of the epoll driver.
+/// sendfile(2) of `body` on the non-blocking `socket`.
 async fn sendfile_body(
     socket: &mut TcpStream,
     body: &FileBody,
@@ -153,21 +140,50 @@ async fn sendfile_body(
         }
         let e = io::Error::last_os_error();
         match e.kind() {
-            io::ErrorKind::WouldBlock => {
-                let armed = Watch::both(Instant::now() + timeout).arm(out);
-                // Not relaxed: the driver's readiness may be stale (our sendfile does not
-                // go through it), so it checks and, if need be, waits for the next edge.
-                let r = socket.writable(false).await;
-                if armed.fired() {
-                    return Err(SendError::Timeout);
-                }
-                r?;
-            }
+            io::ErrorKind::WouldBlock => wait_writable(socket, timeout).await?,
             io::ErrorKind::Interrupted => {}
             _ => return Err(e.into()),
         }
     }
     Ok(())
+}
+
+/// Waits until `socket` takes more, watched by the worker's watchdog.
+async fn wait_writable(socket: &mut TcpStream, timeout: Duration) -> Result<(), SendError> {
+    let armed = Watch::both(Instant::now() + timeout).arm(socket.as_raw_fd());
+    // Not relaxed: the driver's readiness may be stale (these system calls do not go
+    // through it), so it checks and, if need be, waits for the next edge.
+    let r = socket.writable(false).await;
+    if armed.fired() {
+        return Err(SendError::Timeout);
+    }
+    Ok(r?)
+}
+
+/// `O_NONBLOCK` on a descriptor for as long as this lives, then its flags as they were.
+struct NonBlocking {
+    fd: RawFd,
+    flags: libc::c_int,
+}
+
+impl NonBlocking {
+    fn set(fd: RawFd) -> io::Result<NonBlocking> {
+        // SAFETY: fcntl on a descriptor the caller keeps open; no pointers involved.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(NonBlocking { fd, flags })
+    }
+}
+
+impl Drop for NonBlocking {
+    fn drop(&mut self) {
+        if self.flags & libc::O_NONBLOCK == 0 {
+            // SAFETY: as in `set`; the socket outlives the guard (borrowed meanwhile).
+            unsafe { libc::fcntl(self.fd, libc::F_SETFL, self.flags) };
+        }
+    }
 }
 
 /// Reads `body` into `buf` and writes it to `socket`, piece by piece: for streams that
@@ -218,52 +234,6 @@ impl SliceTo for Vec<u8> {
             self.reserve(n);
         }
         self.slice_mut(0..n)
-    }
-}
-
-thread_local! {
-    /// Idle, empty pipes of this worker.
-    static PIPES: RefCell<Vec<(Pipe, Pipe)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// A pipe taken from the worker's pool; back to the pool on drop if it is empty.
-struct PooledPipe {
-    ends: Option<(Pipe, Pipe)>,
-    /// Nothing is left in the pipe.
-    clean: bool,
-}
-
-impl PooledPipe {
-    fn take() -> io::Result<PooledPipe> {
-        let ends = match PIPES.with(|p| p.borrow_mut().pop()) {
-            Some(ends) => ends,
-            None => monoio::net::unix::new_pipe()?,
-        };
-        Ok(PooledPipe {
-            ends: Some(ends),
-            clean: true,
-        })
-    }
-
-    /// (read end, write end).
-    fn ends(&mut self) -> (&mut Pipe, &mut Pipe) {
-        let (r, w) = self.ends.as_mut().expect("pipe present until drop");
-        (r, w)
-    }
-}
-
-impl Drop for PooledPipe {
-    fn drop(&mut self) {
-        if let Some(ends) = self.ends.take() {
-            if self.clean {
-                PIPES.with(|p| {
-                    let mut p = p.borrow_mut();
-                    if p.len() < IDLE_PIPES {
-                        p.push(ends);
-                    }
-                });
-            }
-        }
     }
 }
 

@@ -496,7 +496,7 @@ fn bodies_are_sent_whole_on_both_drivers() {
             let (r, _) = monoio::io::AsyncWriteRentExt::write_all(&mut sock, out).await;
             r.unwrap();
             if let Some(body) = &answer.body {
-                send_body(&mut sock, body, Duration::from_secs(10))
+                send_file(&mut sock, &[], body, Duration::from_secs(10))
                     .await
                     .unwrap();
             }

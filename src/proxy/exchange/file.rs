@@ -1,6 +1,6 @@
 //! `root` / `alias` locations: the file's answer (see `files`) written to the client, its
-//! body without a copy through user space where the stream allows (splice on io_uring,
-//! sendfile on epoll), read and written piece by piece over TLS.
+//! body without a copy through user space where the stream allows (the head with `MSG_MORE`,
+//! then sendfile, on both drivers), read and written piece by piece over TLS.
 
 use std::time::Instant;
 
@@ -45,17 +45,22 @@ impl Exchange {
             .map_or(out.len(), |i| i + 4) as u64;
         conn.consume(self.head.head_len);
         let len = out.len();
-        let (res, out) = conn
-            .send(out, 0..len, Instant::now() + vs.client_body_timeout)
-            .await;
-        self.out = out;
-        if res.is_err() {
-            return true;
+        // A body the kernel can send from the file goes with its head (see `files::send`).
+        let zero_copy = answer.body.is_some() && conn.stream.plain_tcp().is_some();
+        if !zero_copy {
+            let (res, back) = conn
+                .send(out, 0..len, Instant::now() + vs.client_body_timeout)
+                .await;
+            out = back;
+            if res.is_err() {
+                self.out = out;
+                return true;
+            }
+            self.log.sent += len as u64;
         }
-        self.log.sent += len as u64;
         if let Some(body) = answer.body {
             let sent = match conn.stream.plain_tcp() {
-                Some(tcp) => files::send_body(tcp, &body, vs.client_body_timeout).await,
+                Some(tcp) => files::send_file(tcp, &out, &body, vs.client_body_timeout).await,
                 None => {
                     let buf = ctx.buffers.take();
                     let (r, buf) =
@@ -65,14 +70,19 @@ impl Exchange {
                     r
                 }
             };
+            if zero_copy && sent.is_ok() {
+                self.log.sent += len as u64;
+            }
             if let Err(e) = sent {
                 // Part of the body went: the client cannot take the cut response for a
                 // whole one, since its connection closes.
                 tracing::debug!(error = %e, "file body cut short");
+                self.out = out;
                 return true;
             }
             self.log.sent += body.len;
         }
+        self.out = out;
         if close {
             conn.linger().await;
         }

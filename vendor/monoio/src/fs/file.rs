@@ -544,21 +544,6 @@ impl File {
             completion.meta.result? as _,
         )))
     }
-
-    /// ringlb patch: splices up to `len` bytes from `offset` of this file into `pipe` (its
-    /// write end), without moving the file position; returns the bytes moved (0 at end of
-    /// file). Regular files only.
-    #[cfg(all(target_os = "linux", feature = "splice"))]
-    pub async fn splice_to_pipe_at(
-        &self,
-        pipe: &mut crate::net::Pipe,
-        offset: u64,
-        len: u32,
-    ) -> io::Result<u32> {
-        Op::splice_to_pipe_at(&self.fd, offset, &pipe.fd, len)?
-            .splice()
-            .await
-    }
 }
 
 #[cfg(unix)]

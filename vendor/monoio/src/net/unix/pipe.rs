@@ -18,13 +18,6 @@ impl Pipe {
     }
 }
 
-// ringlb patch: the descriptor, for fcntl (F_SETPIPE_SZ, FIONREAD).
-impl std::os::fd::AsRawFd for Pipe {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.raw_fd()
-    }
-}
-
 /// Create a new pair of pipe.
 pub fn new_pipe() -> io::Result<(Pipe, Pipe)> {
     let mut pipes = [0 as libc::c_int; 2];
