@@ -417,9 +417,10 @@ fn slow_readers_get_whole_responses_and_memory_stays_bounded() {
         last = rss;
     }
     let grown = p.rss_kib().saturating_sub(rss_before);
-    // The documented bound (README, "Buffering"): proxy_buffers (64 KiB here) plus about
-    // 100 KiB per slow reader (the chunk being written to it, the upstream read buffer,
-    // connection and exchange state, allocator slack).
+    // The documented bound (README, "In front of a Django/Gunicorn application"):
+    // proxy_buffers (64 KiB here) plus about 100 KiB per slow reader (the chunk being
+    // written to it, the upstream read buffer, connection and exchange state, allocator
+    // slack).
     assert!(
         grown < readers * (64 + 112),
         "RSS grew by {grown} KiB for {readers} slow readers"

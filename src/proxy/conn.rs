@@ -22,9 +22,9 @@ use crate::realip;
 /// After a large request the buffer shrinks back so that an idle connection stays cheap.
 const SHRINK_ABOVE: usize = 64 * 1024;
 
-/// Serves one accepted TCP client connection until it closes.
+/// Serves one accepted TCP client connection until it closes. (TCP_NODELAY comes from the
+/// listening socket: see `runtime::listener::bind`.)
 pub async fn serve(stream: TcpStream, peer: Peer, listen: SocketAddr, ctx: Rc<ProxyCtx>) {
-    let _ = stream.set_nodelay(true);
     serve_stream(stream, peer, listen, ctx).await
 }
 
@@ -38,8 +38,9 @@ pub async fn serve_stream<S: ClientIo>(
     let _open = OpenGuard::new(&ctx.stats);
     metrics::bump(&ctx.stats.clients_accepted);
     let mut conn = Conn::new(stream, peer, listen);
-    let mut ex = Exchange::default();
+    let mut ex = Exchange::for_connection();
     conn.run(&ctx, &mut ex).await;
+    Exchange::connection_done(ex);
 }
 
 /// Counts an open client connection for as long as it lives, including when its task ends

@@ -117,7 +117,7 @@ pub async fn accept(
 }
 
 async fn handshake(stream: TcpStream, addr: &AddrTls) -> Result<TlsStream, HandshakeFailure> {
-    let _ = stream.set_nodelay(true);
+    // TCP_NODELAY comes from the listening socket (`runtime::listener::bind`).
     let mut io = stream
         .try_into_poll_io()
         .map_err(|_| HandshakeFailure::Other)?;

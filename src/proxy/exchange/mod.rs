@@ -105,6 +105,43 @@ impl Default for Exchange {
     }
 }
 
+/// Exchanges kept by a worker for its next connections, at most.
+const SPARE_EXCHANGES: usize = 64;
+/// A spare exchange keeps at most this much of its `out` buffer.
+const SPARE_OUT_MAX: usize = 16 * 1024;
+
+thread_local! {
+    /// This worker's spare exchanges (every connection task of a worker runs on its thread).
+    /// Boxed: a connection task holds its exchange by pointer, so that neither taking nor
+    /// keeping one copies the whole struct.
+    #[allow(clippy::vec_box)]
+    static SPARE: std::cell::RefCell<Vec<Box<Exchange>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Exchange {
+    /// An exchange for a new connection: a spare one of this worker's, with the capacity
+    /// its buffers grew to, or a new one. A new connection per request (no keep-alive) then
+    /// costs no allocation and no growing of head, header and output buffers; measured, this
+    /// was a seventh of the user-space instructions of such a request.
+    pub(in crate::proxy) fn for_connection() -> Box<Exchange> {
+        SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default()
+    }
+
+    /// Keeps `ex` (its connection is done) for a later connection, its large buffers let go.
+    pub(in crate::proxy) fn connection_done(mut ex: Box<Exchange>) {
+        ex.shrink();
+        if ex.out.capacity() > SPARE_OUT_MAX {
+            ex.out = Vec::new();
+        }
+        let _ = SPARE.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < SPARE_EXCHANGES {
+                s.push(ex);
+            }
+        });
+    }
+}
+
 /// Facts about one request gathered along the way, for the access log.
 #[derive(Debug, Default, Clone)]
 pub(in crate::proxy) struct RequestLog {
