@@ -157,11 +157,15 @@ fn log_filter(value: Option<&str>) -> Result<EnvFilter, String> {
         .map_err(|e| refused(format!("is not a valid filter ({e})")))
 }
 
-/// Logs go to stderr, one line per event.
+/// Logs go to stderr, one line per event. A line that cannot be written (the terminal
+/// closed, the pipe to a log collector broke) is dropped: tracing-subscriber would
+/// otherwise report the failure with `eprintln!`, which panics when stderr fails, taking
+/// down the worker or the signal thread that logged (tests/lifecycle.rs).
 fn init_logging(filter: EnvFilter) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();

@@ -115,3 +115,71 @@ fn a_second_sigterm_exits_at_once() {
     // The in-flight request's connection went with the process.
     assert!(slow.join().unwrap().is_err());
 }
+
+/// stderr gone (the terminal closed, the pipe to a log collector broke): logging must not
+/// take any thread down with it. A log line written to a broken stderr used to panic the
+/// thread that wrote it (tracing-subscriber reports its own write errors with `eprintln!`,
+/// which panics when stderr fails): the signal thread on SIGHUP, after which SIGTERM was
+/// ignored, or a worker logging a failed server.
+#[test]
+fn a_broken_stderr_costs_no_thread() {
+    let b = Backend::start("a");
+    // A server that refuses connections: every pick of it logs a failure on a worker.
+    let dead = common::reserved_listener().local_addr().unwrap();
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cfg = simple_config(
+        port,
+        &[server(b.addr, ""), server(dead, "max_fails = 0")],
+        "",
+    );
+    let dir = common::proxy::temp_dir();
+    let path = dir.join("ringlb.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ringlb"))
+        .arg("-c")
+        .arg(&path)
+        .env("RINGLB_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed if an assertion below fails first.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reap(child);
+    let child_stderr = child.0.stderr.take();
+    let pid = child.0.id() as i32;
+    let start = Instant::now();
+    while common::client::get(addr, "/").map(|r| r.status).ok() != Some(200) {
+        assert!(start.elapsed() < PATIENCE, "ringlb did not start serving");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The read end goes away: every later write to stderr fails with EPIPE.
+    drop(child_stderr);
+    for _ in 0..10 {
+        let r = common::client::get(addr, "/").expect("served with stderr gone");
+        assert_eq!(r.status, 200);
+    }
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    // A reload logs; give it every chance to run before the stop.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(common::client::get(addr, "/").unwrap().status, 200);
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > PATIENCE {
+            panic!("SIGTERM with a broken stderr did not stop ringlb");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}
