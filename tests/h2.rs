@@ -53,7 +53,9 @@ fn binary() -> &'static Target {
         let port = common::free_port();
         let config = tls_config(port, "h2.test", &cert, backend.addr, 2, None);
         let addr = format!("127.0.0.1:{port}").parse().unwrap();
-        let proxy = common::Proxy::start(&config, addr);
+        // Held in this static for the whole run and never dropped: started so that it dies
+        // with the test process (a plain start outlived every run of this file).
+        let proxy = common::Proxy::start_static(&config, addr);
         Target {
             addr,
             cfg: client_config(&[&cert], &[b"h2"]),

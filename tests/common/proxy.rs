@@ -35,6 +35,27 @@ impl Proxy {
     }
 
     pub fn start_env(config: &str, addr: SocketAddr, env: &[(&str, &str)]) -> Proxy {
+        Self::spawn(config, addr, env, false)
+    }
+
+    /// Starts a proxy that lives in a `static` (shared by a file's tests, never dropped, so
+    /// never killed by `Drop`): it dies with the test process instead of outliving it. It is
+    /// spawned with `PR_SET_PDEATHSIG` from a thread that lives as long as the process,
+    /// because that signal follows the thread that spawned the child, not the process.
+    pub fn start_static(config: &str, addr: SocketAddr) -> Proxy {
+        let config = config.to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(Self::spawn(&config, addr, &[], true));
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv()
+            .expect("ringlb did not start (see the panic above)")
+    }
+
+    fn spawn(config: &str, addr: SocketAddr, env: &[(&str, &str)], die_with_us: bool) -> Proxy {
         let dir = temp_dir();
         let config_path = dir.join("ringlb.toml");
         // RINGLB_TEST_IO=epoll runs a test file on the epoll driver (io_uring is the
@@ -54,6 +75,18 @@ impl Proxy {
             .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if die_with_us {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe, as code between fork and exec must be.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd.spawn().expect("start ringlb");
         let log = Arc::new(Mutex::new(String::new()));
