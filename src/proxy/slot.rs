@@ -5,6 +5,11 @@
 //! separate heap block keeps idle connections small, and taking the block from a
 //! worker-local free list instead of `Box::pin` keeps the request path free of `malloc`:
 //! memory follows the requests in flight, not the connections open.
+//!
+//! Measured against `Box::pin` (`cargo bench --bench slot`, 2-core VM): 2.8 ns per request
+//! against 88-95 ns for a block of the forwarding future's size and 128-byte alignment
+//! (`posix_memalign`; 19 ns at 16-byte alignment), and 0.59 us against 4.9 us for 64
+//! requests in flight: about 1% of a proxied request's CPU, so the free list stays.
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::cell::{Cell, RefCell};
