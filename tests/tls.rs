@@ -499,6 +499,53 @@ fn curl_binary(port: u16, cert: &Cert, args: &[&str], path: &str) -> (Vec<u8>, S
 }
 
 #[test]
+fn the_access_log_says_which_protocol_the_client_spoke() {
+    if !tool("curl") {
+        eprintln!("skipped: needs curl");
+        return;
+    }
+    let dir = temp_dir();
+    let cert = make_cert(&dir, &["app.test"], None);
+    let backend = common::Backend::start("tls-backend");
+    let port = common::free_port();
+    let log = dir.join("access.log");
+    let config = tls_config(port, "app.test", &cert, backend.addr, 1, None).replace(
+        "tls_certificate = ",
+        &format!(
+            "access_log = \"{}\"\nlog_format = \"$scheme $server_protocol \\\"$request\\\" $status\"\ntls_certificate = ",
+            log.display()
+        ),
+    );
+    let proxy = common::Proxy::start(&config, format!("127.0.0.1:{port}").parse().unwrap());
+    assert_eq!(
+        curl_binary(port, &cert, &["--http1.1"], "/one").1,
+        "1.1 200"
+    );
+    // HTTP/2 streams reach the proxy re-framed as HTTP/1.1; the log shows what the client
+    // spoke, as nginx's does.
+    assert_eq!(curl_binary(port, &cert, &["--http2"], "/two").1, "2 200");
+    let want = [
+        "https HTTP/1.1 \"GET /one HTTP/1.1\" 200",
+        "https HTTP/2.0 \"GET /two HTTP/2.0\" 200",
+    ];
+    let start = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.len() >= 2 {
+            assert_eq!(lines, want);
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "access log after 30 s: {text:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(proxy);
+}
+
+#[test]
 fn https_and_http2_through_the_proxy_with_scheme_metrics_and_resumption() {
     if !tool("curl") || !tool("openssl") {
         eprintln!("skipped: needs curl and openssl");

@@ -21,7 +21,8 @@
 //! - `$remote_user` is always `-` (ringlb does no authentication).
 //! - `$time_local`, `$time_iso8601`, `$msec`: when the line is written (the end of the
 //!   request), local time zone.
-//! - `$request`: the request line as received; `$request_method`, `$request_uri`,
+//! - `$request`: the request line as received (an HTTP/2 stream's: its method and target
+//!   with `HTTP/2.0`, as nginx writes it); `$request_method`, `$request_uri`,
 //!   `$server_protocol` its three parts; `$uri` and `$args` the target's path and query as
 //!   received (nginx's `$uri` is normalised). Values are escaped as nginx does (`"`, `\`,
 //!   control bytes and bytes >= 0x7f as `\xHH`); an absent one is `-`.

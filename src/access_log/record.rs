@@ -60,6 +60,14 @@ impl Captured {
         self.request_line = self.push(line);
     }
 
+    /// The request line `start` followed by `protocol` (a line whose protocol is not the
+    /// one its bytes say).
+    pub fn set_request_line_with(&mut self, start: &[u8], protocol: &[u8]) {
+        let (a, _) = self.push(start);
+        let (_, b) = self.push(protocol);
+        self.request_line = (a, b);
+    }
+
     /// `write` appends `$host` to the buffer it is given.
     pub fn set_host(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         let a = self.bytes.len();

@@ -312,6 +312,7 @@ unsafe impl monoio::io::Split for StreamIo {}
 
 impl ClientIo for StreamIo {
     const TLS: bool = true;
+    const HTTP2: bool = true;
     type Armed = std::future::Pending<BufResult<usize, monoio::buf::SliceMut<Vec<u8>>>>;
 
     fn read_owned(

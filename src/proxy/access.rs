@@ -17,8 +17,16 @@ const REJECTED_LINE_MAX: usize = 1024;
 
 impl Exchange {
     /// Copies the request line, `$host` and the headers `vs`'s format logs from the parsed
-    /// head (in `buf`).
-    pub(super) fn capture_head(&mut self, buf: &[u8], remote: SocketAddr, vs: &VirtualServer) {
+    /// head (in `buf`). `http2`: the head is an HTTP/2 stream's, re-framed as HTTP/1.1 by
+    /// the gateway; the line then ends in the protocol the client spoke, `HTTP/2.0` (as
+    /// nginx logs `$request` and `$server_protocol`).
+    pub(super) fn capture_head(
+        &mut self,
+        buf: &[u8],
+        remote: SocketAddr,
+        vs: &VirtualServer,
+        http2: bool,
+    ) {
         let log = &mut self.log;
         log.started = Some(std::time::Instant::now());
         let buf = &buf[..self.head.head_len.min(buf.len())];
@@ -27,7 +35,15 @@ impl Exchange {
             .split(|&b| b == b'\r' || b == b'\n')
             .next()
             .unwrap_or_default();
-        log.head.set_request_line(line);
+        if http2 {
+            let cut = line
+                .iter()
+                .rposition(|&b| b == b' ')
+                .map_or(line.len(), |i| i + 1);
+            log.head.set_request_line_with(&line[..cut], b"HTTP/2.0");
+        } else {
+            log.head.set_request_line(line);
+        }
         let vars = Vars {
             buf,
             head: &self.head,

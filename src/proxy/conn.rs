@@ -120,7 +120,7 @@ impl<S: ClientIo> Conn<S> {
                 None => self.remote,
             };
             if vs.access_log.is_some() {
-                ex.capture_head(&self.buf, ex.client, vs);
+                ex.capture_head(&self.buf, ex.client, vs, S::HTTP2);
             }
             // In a worker-reused heap block, so that an idle connection's task holds only
             // the small head-reading state, not the much larger one of forwarding.

@@ -23,6 +23,10 @@ pub trait ClientIo: AsyncReadRent + AsyncWriteRent + AsRawFd + monoio::io::Split
     /// Whether the connection is TLS (`$scheme` is then `https`).
     const TLS: bool = false;
 
+    /// Whether this is an HTTP/2 stream presented as an HTTP/1.1 connection (`h2::gateway`):
+    /// the access log then shows the protocol the client spoke.
+    const HTTP2: bool = false;
+
     /// A read that stays in flight while responses are written (see `conn`).
     type Armed: Future<Output = BufResult<usize, SliceMut<Vec<u8>>>> + Unpin + 'static;
 
