@@ -35,8 +35,8 @@ pub trait ClientIo: AsyncReadRent + AsyncWriteRent + AsRawFd + monoio::io::Split
     fn read_owned(&self, buf: SliceMut<Vec<u8>>) -> Result<Self::Armed, SliceMut<Vec<u8>>>;
 
     /// The plain TCP socket, when bytes written to it reach the client as they are: a file
-    /// body can then go from the page cache to the socket without a copy (splice,
-    /// sendfile). `None` for TLS in user space (the bytes must be encrypted on the way).
+    /// body can then go from the page cache to the socket without a copy (sendfile).
+    /// `None` for TLS in user space (the bytes must be encrypted on the way).
     fn plain_tcp(&mut self) -> Option<&mut TcpStream> {
         None
     }
