@@ -587,6 +587,10 @@ fn an_early_403_reaches_a_client_still_sending_and_blames_no_server() {
 
 /// The unix-socket Gunicorn is killed (SIGKILL, master and workers) under a steady load of
 /// GETs, then started again: not one GET fails, and the restarted instance serves again.
+/// The GETs ask for a response without a body, which Gunicorn writes in one send: one
+/// with a body is two sends (head, then body), and a kill between them cuts that response
+/// after its head has been relayed, which no proxy can undo (nginx neither): the client
+/// sees a truncated body, once in a few runs on a loaded machine.
 #[test]
 fn a_killed_and_restarted_gunicorn_costs_no_failed_get() {
     let Some(venv) = venv() else { return };
@@ -599,7 +603,7 @@ fn a_killed_and_restarted_gunicorn_costs_no_failed_get() {
         .map(|_| {
             let (stop, failures, by_backend) = (stop.clone(), failures.clone(), by_backend.clone());
             std::thread::spawn(move || {
-                let req = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+                let req = format!("GET /ping/ HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
                 let mut conn: Option<Conn> = None;
                 let mut done = 0;
                 while !stop.load(Ordering::Relaxed) {
@@ -608,7 +612,7 @@ fn a_killed_and_restarted_gunicorn_costs_no_failed_get() {
                         None => conn.insert(Conn::open(addr).unwrap()),
                     };
                     match c.send(req.as_bytes()).and_then(|_| c.read_response(false)) {
-                        Ok(r) if r.status == 200 => {
+                        Ok(r) if r.status == 204 => {
                             let i = usize::from(r.header("x-backend") == Some("unix"));
                             by_backend[i].fetch_add(1, Ordering::Relaxed);
                             if r.header("connection")

@@ -4,6 +4,7 @@ from . import views
 
 urlpatterns = [
     path("", views.index),
+    path("ping/", views.ping),
     path("form/", views.form),
     path("upload/", views.upload),
     path("stream/", views.stream),
